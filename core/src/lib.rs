@@ -1,0 +1,20 @@
+//! # mmea-core
+//!
+//! The maths of multi-modal entity alignment, written once as WGSL compute shaders run through wgpu and
+//! once as plain Rust (the test oracle and the fallback when no GPU exists). Every op takes [`Tensor`]s on
+//! one [`Device`] and dispatches to the matching implementation, so one model definition runs on either
+//! backend. [`autodiff`] records ops on a tape and runs their backward kernels in reverse.
+//!
+//! Layout: [`gpu`] (context, pipeline cache, buffer pool), [`tensor`], [`ops`] (one module per kernel
+//! family, each with its CPU twin), [`autodiff`].
+
+pub mod autodiff;
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod selfcheck;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Backend, DType, Device, Tensor};

@@ -1,0 +1,201 @@
+//! Elementwise ops: tanh, ReLU, leaky ReLU, sigmoid, softplus, affine; add/sub/axpby/mul.
+//! Shader: `shaders/elementwise.wgsl`. CPU twin: [`cpu`].
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Arg};
+use crate::shader;
+use crate::tensor::{common_device, DType, Device, Tensor};
+
+const SHADER: crate::gpu::Shader = shader!("elementwise");
+
+/// A unary elementwise function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Tanh,
+    Relu,
+    /// `x` for x > 0, `slope * x` otherwise.
+    LeakyRelu(f32),
+    Sigmoid,
+    /// `log(1 + e^x)`.
+    Softplus,
+    /// `scale * x + shift`.
+    Affine { scale: f32, shift: f32 },
+}
+
+impl Unary {
+    fn code(self) -> (u32, f32, f32) {
+        match self {
+            Unary::Tanh => (0, 0.0, 0.0),
+            Unary::Relu => (1, 0.0, 0.0),
+            Unary::LeakyRelu(s) => (2, s, 0.0),
+            Unary::Sigmoid => (3, 0.0, 0.0),
+            Unary::Softplus => (4, 0.0, 0.0),
+            Unary::Affine { scale, shift } => (5, scale, shift),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+fn groups(n: usize) -> [u32; 3] {
+    grid((n as u64).div_ceil(256))
+}
+
+/// `y = f(x)`.
+pub fn unary(f: Unary, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "unary";
+    x.expect_dtype(OP, DType::F32)?;
+    match x.device() {
+        Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::unary(f, x.cpu_f32(OP)?), x.shape()),
+        Device::Gpu(ctx) => {
+            let out = Tensor::gpu_output(&ctx, x.shape(), DType::F32, OP)?;
+            let (code, alpha, beta) = f.code();
+            let p = Params { n: x.len() as u32, alpha, beta, _pad: 0 };
+            ctx.dispatch(OP, &SHADER, "unary", &[("OP", code as f64)], &p,
+                &[Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], groups(x.len()))?;
+            Ok(out)
+        }
+    }
+}
+
+/// `g_x = g ⊙ f'(x)`, given the forward input `x`, its output `y = f(x)` and `g = dL/dy`.
+pub fn unary_backward(f: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    const OP: &str = "unary_backward";
+    same_shape(OP, &[x, y, g])?;
+    match common_device(OP, &[x, y, g])? {
+        Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::unary_backward(f, x.cpu_f32(OP)?, y.cpu_f32(OP)?, g.cpu_f32(OP)?), x.shape()),
+        Device::Gpu(ctx) => {
+            let out = Tensor::gpu_output(&ctx, x.shape(), DType::F32, OP)?;
+            let (code, alpha, beta) = f.code();
+            let p = Params { n: x.len() as u32, alpha, beta, _pad: 0 };
+            ctx.dispatch(OP, &SHADER, "unary_backward", &[("OP", code as f64)], &p,
+                &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(y.gpu_buf(OP)?), Arg::Read(g.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
+                groups(x.len()))?;
+            Ok(out)
+        }
+    }
+}
+
+fn same_shape(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+    for t in ts {
+        t.expect_dtype(op, DType::F32)?;
+        if t.shape() != ts[0].shape() {
+            let shapes: Vec<&[usize]> = ts.iter().map(|t| t.shape()).collect();
+            return Err(Error::shape(op, "operands must have the same shape", &shapes));
+        }
+    }
+    Ok(())
+}
+
+fn binary(op: &'static str, code: u32, alpha: f32, beta: f32, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if code == 2 {
+        same_shape(op, &[b])?;
+        a.expect_dtype(op, DType::F32)?;
+        if a.len() != 1 {
+            return Err(Error::shape(op, "the scale must have exactly one element", &[a.shape(), b.shape()]));
+        }
+    } else {
+        same_shape(op, &[a, b])?;
+    }
+    match common_device(op, &[a, b])? {
+        Device::Cpu => {
+            let (x, y) = (a.cpu_f32(op)?, b.cpu_f32(op)?);
+            let v = match code {
+                0 => cpu::axpby(alpha, x, beta, y),
+                1 => cpu::mul(x, y),
+                _ => y.iter().map(|v| x[0] * v).collect(),
+            };
+            Tensor::from_f32(&Device::Cpu, v, b.shape())
+        }
+        Device::Gpu(ctx) => {
+            let out = Tensor::gpu_output(&ctx, b.shape(), DType::F32, op)?;
+            let p = Params { n: b.len() as u32, alpha, beta, _pad: 0 };
+            ctx.dispatch(op, &SHADER, "binary", &[("OP", code as f64)], &p,
+                &[Arg::Read(a.gpu_buf(op)?), Arg::Read(b.gpu_buf(op)?), Arg::Write(out.gpu_buf(op)?)], groups(b.len()))?;
+            Ok(out)
+        }
+    }
+}
+
+/// `alpha * a + beta * b`.
+pub fn axpby(alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Result<Tensor> {
+    binary("axpby", 0, alpha, beta, a, b)
+}
+/// `a + b`. Backward: `g_a = g_b = g`.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("add", 0, 1.0, 1.0, a, b)
+}
+/// `a - b`. Backward: `g_a = g`, `g_b = -g`.
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("sub", 0, 1.0, -1.0, a, b)
+}
+/// `a ⊙ b`. Backward: `g_a = g ⊙ b`, `g_b = g ⊙ a`.
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary("mul", 1, 0.0, 0.0, a, b)
+}
+/// `s[0] * x` for a one-element tensor `s` (stays on the device: no readback).
+pub fn scale_by(s: &Tensor, x: &Tensor) -> Result<Tensor> {
+    binary("scale_by", 2, 0.0, 0.0, s, x)
+}
+/// `s * x`.
+pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    unary(Unary::Affine { scale: s, shift: 0.0 }, x)
+}
+
+/// The CPU twin: the same formulas as the shader, on slices.
+pub mod cpu {
+    use super::Unary;
+
+    pub fn forward(f: Unary, x: f32) -> f32 {
+        match f {
+            Unary::Tanh => x.clamp(-15.0, 15.0).tanh(),
+            Unary::Relu => x.max(0.0),
+            Unary::LeakyRelu(s) => if x > 0.0 { x } else { s * x },
+            Unary::Sigmoid => sigmoid(x),
+            Unary::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Unary::Affine { scale, shift } => scale * x + shift,
+        }
+    }
+
+    pub fn derivative(f: Unary, x: f32, y: f32) -> f32 {
+        match f {
+            Unary::Tanh => 1.0 - y * y,
+            Unary::Relu => if x > 0.0 { 1.0 } else { 0.0 },
+            Unary::LeakyRelu(s) => if x > 0.0 { 1.0 } else { s },
+            Unary::Sigmoid => y * (1.0 - y),
+            Unary::Softplus => sigmoid(x),
+            Unary::Affine { scale, .. } => scale,
+        }
+    }
+
+    pub fn sigmoid(x: f32) -> f32 {
+        if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            let e = x.exp();
+            e / (1.0 + e)
+        }
+    }
+
+    pub fn unary(f: Unary, x: &[f32]) -> Vec<f32> {
+        x.iter().map(|&v| forward(f, v)).collect()
+    }
+    pub fn unary_backward(f: Unary, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
+        x.iter().zip(y).zip(g).map(|((&x, &y), &g)| g * derivative(f, x, y)).collect()
+    }
+    pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
+        a.iter().zip(b).map(|(&a, &b)| alpha * a + beta * b).collect()
+    }
+    pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
+        a.iter().zip(b).map(|(&a, &b)| a * b).collect()
+    }
+}

@@ -1,0 +1,61 @@
+//! A quick self-check: run each kernel on the given device and on the CPU twin, compare. Used by
+//! `mmea info` (and the browser demo) to show that the shaders work on this adapter.
+
+use crate::error::Result;
+use crate::ops::{self, Unary};
+use crate::tensor::{Device, Tensor};
+
+pub struct SelfCheck {
+    pub lines: Vec<String>,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+fn data(seed: u32, n: usize) -> Vec<f32> {
+    // A small LCG: deterministic, no dependency.
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+type Case = (&'static str, fn(&Device) -> Result<Tensor>);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("matmul 130x70 * 70x90 + bias", |d| {
+            let a = Tensor::from_f32(d, data(1, 130 * 70), &[130, 70])?;
+            let b = Tensor::from_f32(d, data(2, 70 * 90), &[70, 90])?;
+            let bias = Tensor::from_f32(d, data(3, 90), &[90])?;
+            ops::linear(&a, &b, Some(&bias))
+        }),
+        ("tanh backward (1000)", |d| {
+            let x = Tensor::from_f32(d, data(4, 1000), &[1000])?;
+            let y = ops::unary(Unary::Tanh, &x)?;
+            ops::unary_backward(Unary::Tanh, &x, &y, &Tensor::from_f32(d, data(5, 1000), &[1000])?)
+        }),
+        ("column sums 600x70", |d| ops::sum_rows(&Tensor::from_f32(d, data(6, 600 * 70), &[600, 70])?)),
+    ]
+}
+
+/// Runs natively (blocking readback). The browser demo calls [`run_async`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run(device: &Device) -> Result<SelfCheck> {
+    pollster::block_on(run_async(device))
+}
+
+pub async fn run_async(device: &Device) -> Result<SelfCheck> {
+    let mut out = SelfCheck { lines: vec![], passed: 0, failed: 0 };
+    for (name, f) in cases() {
+        let want = f(&Device::Cpu)?.to_vec_f32().await?;
+        let got = f(device)?.to_vec_f32().await?;
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0f32, f32::max);
+        let ok = got.len() == want.len() && worst < 1e-4;
+        if ok { out.passed += 1 } else { out.failed += 1 }
+        out.lines.push(format!("  {} {name}: max relative difference to the CPU twin {worst:.2e}", if ok { "ok  " } else { "FAIL" }));
+    }
+    Ok(out)
+}

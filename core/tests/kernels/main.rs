@@ -1,0 +1,9 @@
+//! Kernel tests: every op against its CPU twin (on shapes spanning several workgroups with ragged tails,
+//! and on degenerate shapes), every backward against finite differences on the CPU twin and then GPU
+//! backward against CPU backward. One test binary, so wgpu is linked once.
+
+mod common;
+
+mod autodiff;
+mod elementwise;
+mod matmul;
