@@ -7,3 +7,4 @@ mod common;
 mod autodiff;
 mod elementwise;
 mod matmul;
+mod sparse;
