@@ -519,18 +519,14 @@ pub mod cpu {
         let mut part = [[0.0f32; K]; HEAD_WG];
         for (lid, acc) in part.iter_mut().enumerate() {
             for col in (lid..d).step_by(HEAD_WG) {
-                let v = f(col);
-                for k in 0..K {
-                    acc[k] += v[k];
-                }
+                acc.iter_mut().zip(f(col)).for_each(|(a, v)| *a += v);
             }
         }
         let mut s = HEAD_WG / 2;
         while s > 0 {
-            for lid in 0..s {
-                for k in 0..K {
-                    part[lid][k] += part[lid + s][k];
-                }
+            let (low, high) = part.split_at_mut(s);
+            for (a, b) in low.iter_mut().zip(&high[..s]) {
+                a.iter_mut().zip(b).for_each(|(a, v)| *a += v);
             }
             s /= 2;
         }
@@ -589,8 +585,8 @@ pub mod cpu {
         for (h, (row, sc)) in heads.into_iter().enumerate() {
             y.extend_from_slice(&row);
             for (e, v) in g.out_edges(h).zip(sc) {
-                for k in 0..4 {
-                    edge[k * t + e] = v[k];
+                for (k, val) in v.into_iter().enumerate() {
+                    edge[k * t + e] = val;
                 }
             }
         }

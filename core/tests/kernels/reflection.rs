@@ -152,8 +152,8 @@ fn check_cpu_vs_naive(name: &str, g: &G, x: &[f32], rel: &[f32], a: &[f32], d: u
 
 #[test]
 fn forward_matches_naive_reference_and_gpu() {
-    // n = 300 heads (5 workgroups... per head: 300 workgroups), a hub with 100 out-edges (> 64, so the
-    // strided α loop wraps), d = 37 and 70 (ragged against the 64 invocations of a workgroup).
+    // n = 300 heads (one workgroup each), a hub with 100 out-edges (> 64, so the strided α loop wraps),
+    // d = 37 and 70 (ragged against the 64 invocations of a workgroup).
     let g = random_graph(1, 300, 12, 1500, 100);
     for (d, act) in [(37, Act::Tanh), (70, Act::Tanh), (70, Act::Identity)] {
         let (x, rel, a) = inputs(10 + d as u64, &g, d);
