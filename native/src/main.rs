@@ -1,5 +1,6 @@
 //! `mmea`: multi-modal entity alignment on any GPU (or the CPU).
 
+mod bench;
 mod data_cmd;
 mod info;
 
@@ -28,6 +29,15 @@ enum Command {
         #[arg(long)]
         no_check: bool,
     },
+    /// Kernel throughput on every available backend (GFLOP/s, GB/s, medians, wgpu/CPU ratio).
+    Bench {
+        /// Small sizes instead of the real workload's (for a quick look on slow adapters).
+        #[arg(long)]
+        quick: bool,
+        /// Timed runs per kernel (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Inspect and validate datasets.
     Data {
         #[command(subcommand)]
@@ -42,6 +52,7 @@ fn main() -> ExitCode {
         // Until the trainer lands, the default job is the adapter report plus the kernel self-check.
         None => info::run(cli.backend, true),
         Some(Command::Info { no_check }) => info::run(cli.backend, !no_check),
+        Some(Command::Bench { quick, runs }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Data { command }) => data_cmd::run(command),
     };
     match result {

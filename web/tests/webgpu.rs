@@ -59,3 +59,49 @@ async fn matmul_on_webgpu_matches_cpu() {
     };
     assert_close("matmul", &host(&run(&gpu)).await, &host(&run(&Device::Cpu)).await, 1e-4);
 }
+
+/// A random relation graph: `n` entities, heads with 0..6 out-edges (some none), 1..3 relations per edge.
+fn graph_lists(n: usize, num_rel: usize) -> (Vec<(u32, u32)>, Vec<Vec<(u32, f32)>>) {
+    let r = data(40, n * 10);
+    let mut edges = Vec::new();
+    let mut mixing = Vec::new();
+    let mut q = 0;
+    let mut next = || {
+        q += 1;
+        (r[q % r.len()] + 1.0) / 2.0
+    };
+    for h in 0..n {
+        let deg = (next() * 6.0) as usize;
+        for _ in 0..deg {
+            let t = (next() * n as f32) as u32 % n as u32;
+            let k = 1 + (next() * 3.0) as usize % 3;
+            let rels: Vec<(u32, f32)> = (0..k).map(|_| ((next() * num_rel as f32) as u32 % num_rel as u32, 1.0 / k as f32)).collect();
+            edges.push((h as u32, t));
+            mixing.push(rels);
+        }
+    }
+    (edges, mixing)
+}
+
+#[wasm_bindgen_test]
+async fn reflection_attention_on_webgpu_matches_cpu() {
+    use mmea_core::ops::reflection::{reflection_attention, reflection_attention_backward, Act, RelGraph};
+    let gpu = webgpu().await;
+    let (n, d, num_rel) = (300, 37, 20);
+    let (edges, mixing) = graph_lists(n, num_rel);
+    let (x, rel, a, g) = (data(41, n * d), data(42, num_rel * d), data(43, d), data(44, n * d));
+    let mut results = Vec::new();
+    for dev in [&gpu, &Device::Cpu] {
+        let graph = RelGraph::new(dev, n, num_rel, &edges, &mixing).unwrap();
+        let xt = Tensor::from_f32(dev, x.clone(), &[n, d]).unwrap();
+        let rt = Tensor::from_f32(dev, rel.clone(), &[num_rel, d]).unwrap();
+        let at = Tensor::from_f32(dev, a.clone(), &[d]).unwrap();
+        let (y, saved) = reflection_attention(&graph, &xt, &rt, &at, Act::Tanh).unwrap();
+        let gy = Tensor::from_f32(dev, g.clone(), &[n, d]).unwrap();
+        let (gx, grel, ga) = reflection_attention_backward(&graph, &xt, &rt, &at, Act::Tanh, &saved, &gy).unwrap();
+        results.push([host(&y).await, host(&gx).await, host(&grel).await, host(&ga).await]);
+    }
+    for (i, name) in ["y", "g_x", "g_rel", "g_a"].iter().enumerate() {
+        assert_close(name, &results[0][i], &results[1][i], 1e-4);
+    }
+}

@@ -1,0 +1,189 @@
+//! `mmea bench`: throughput of each kernel on every available backend, at the sizes of the real workload
+//! (DBP15K: N ≈ 39k entities, T ≈ 330k directed edges, d = 300), median of several runs, with the
+//! wgpu/CPU ratio measured in the same run. Upload is excluded; each GPU run ends with a full device
+//! synchronisation so the time covers the kernels, not just their recording.
+
+use std::time::Instant;
+
+use mmea_core::ops::{self, Act, RelGraph, Unary};
+use mmea_core::{Backend, Device, Result, Tensor};
+
+struct Case {
+    name: String,
+    /// FLOPs and bytes of one run (estimates from the kernel header formulas).
+    flops: f64,
+    bytes: f64,
+    run: Box<dyn Fn() -> Result<()>>,
+}
+
+fn data(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A random relation graph with about `edges` directed edges over `n` entities and `rels` relations.
+fn random_graph(n: usize, edges: usize, rels: usize) -> (Vec<(u32, u32)>, Vec<Vec<(u32, f32)>>) {
+    let mut s: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |m: usize| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % m as u64) as u32
+    };
+    let e: Vec<(u32, u32)> = (0..edges).map(|_| (next(n), next(n))).collect();
+    let mix = (0..edges)
+        .map(|_| if next(4) == 0 { vec![(next(rels), 0.5), (next(rels), 0.5)] } else { vec![(next(rels), 1.0)] })
+        .collect();
+    (e, mix)
+}
+
+struct Sizes {
+    n: usize,
+    d: usize,
+    edges: usize,
+    rels: usize,
+}
+
+fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
+    let Sizes { n, d, edges, rels } = *s;
+    let t = |seed, shape: &[usize]| Tensor::from_f32(dev, data(seed, shape.iter().product()), shape);
+    let mut v = Vec::new();
+
+    let (x, w, b) = (t(1, &[n, d])?, t(2, &[d, d])?, t(3, &[d])?);
+    v.push(Case {
+        name: format!("matmul {n}x{d} * {d}x{d} + bias"),
+        flops: 2.0 * (n * d * d) as f64,
+        bytes: 4.0 * (2 * n * d + d * d) as f64,
+        run: Box::new(move || ops::linear(&x, &w, Some(&b)).map(drop)),
+    });
+    let (x, g) = (t(4, &[n, d])?, t(5, &[n, d])?);
+    v.push(Case {
+        name: format!("linear backward {n}x{d}, W {d}x{d}"),
+        flops: 4.0 * (n * d * d) as f64,
+        bytes: 4.0 * (3 * n * d + 2 * d * d) as f64,
+        run: Box::new({
+            let w = t(6, &[d, d])?;
+            move || ops::linear_backward(&x, &w, &g, true).map(drop)
+        }),
+    });
+    let x = t(7, &[n, d])?;
+    v.push(Case {
+        name: format!("tanh {n}x{d}"),
+        flops: (n * d) as f64,
+        bytes: 8.0 * (n * d) as f64,
+        run: Box::new(move || ops::unary(Unary::Tanh, &x).map(drop)),
+    });
+    let x = t(8, &[n, d])?;
+    v.push(Case {
+        name: format!("column sums {n}x{d}"),
+        flops: (n * d) as f64,
+        bytes: 4.0 * (n * d) as f64,
+        run: Box::new(move || ops::sum_rows(&x).map(drop)),
+    });
+
+    let (edge_list, mixing) = random_graph(n, edges, rels);
+    let graph = RelGraph::new(dev, n, rels, &edge_list, &mixing)?;
+    let pairs: Vec<(u32, u32)> = edge_list.iter().copied().filter(|(h, t)| h != t).collect();
+    let (avg, _) = ops::sparse::Csr::neighbour_mean(dev, n, &pairs)?;
+    let nnz = avg.nnz();
+    let x = t(9, &[n, d])?;
+    v.push(Case {
+        name: format!("neighbour mean (spmm) {n}x{d}, {nnz} nnz"),
+        flops: 2.0 * (nnz * d) as f64,
+        bytes: 4.0 * (nnz * d + n * d) as f64,
+        run: Box::new(move || ops::spmm(&avg, &x).map(drop)),
+    });
+    let (x, rel, a) = (t(10, &[n, d])?, t(11, &[rels, d])?, t(12, &[d])?);
+    let t_edges = graph.num_edges();
+    let mix_nnz = graph.nnz();
+    // Per edge: mixing (2 d per relation), 5 dot products and the reflection (about 14 d); per head tanh.
+    let fwd_flops = (2 * mix_nnz * d + 14 * t_edges * d + n * d) as f64;
+    let fwd_bytes = 4.0 * (mix_nnz * d + t_edges * d + n * d) as f64;
+    {
+        let (graph, x, rel, a) = (graph.clone(), x.clone(), rel.clone(), a.clone());
+        v.push(Case {
+            name: format!("reflection attention forward, {t_edges} edges, d={d}"),
+            flops: fwd_flops,
+            bytes: fwd_bytes,
+            run: Box::new(move || ops::reflection_attention(&graph, &x, &rel, &a, Act::Tanh).map(drop)),
+        });
+    }
+    let (_, saved) = ops::reflection_attention(&graph, &x, &rel, &a, Act::Tanh)?;
+    let gy = t(13, &[n, d])?;
+    v.push(Case {
+        name: format!("reflection attention backward, {t_edges} edges, d={d}"),
+        flops: 3.0 * fwd_flops,
+        bytes: 3.0 * fwd_bytes,
+        run: Box::new(move || ops::reflection_attention_backward(&graph, &x, &rel, &a, Act::Tanh, &saved, &gy).map(drop)),
+    });
+    Ok(v)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(backend: Backend, quick: bool, runs: usize) -> Result<()> {
+    let sizes = if quick {
+        Sizes { n: 4_000, d: 64, edges: 34_000, rels: 600 }
+    } else {
+        Sizes { n: 39_000, d: 300, edges: 330_000, rels: 6_000 }
+    };
+    let mut devices = vec![("cpu".to_string(), Device::Cpu)];
+    if backend != Backend::Cpu {
+        match Backend::Wgpu.open_blocking() {
+            Ok(d @ Device::Gpu(_)) => devices.push((format!("{d:?}"), d)),
+            Ok(_) => {}
+            Err(e) => println!("wgpu: not available ({e}); CPU figures only"),
+        }
+    }
+    println!(
+        "kernel benchmark: median of {runs} runs after one warm-up; sizes: N={}, d={}, ~{} edges, {} relations{}",
+        sizes.n, sizes.d, sizes.edges, sizes.rels, if quick { " (--quick)" } else { "" }
+    );
+    let mut table: Vec<(String, Vec<f64>, f64, f64)> = Vec::new();
+    for (di, (_, dev)) in devices.iter().enumerate() {
+        let sync = || -> Result<()> {
+            if let Device::Gpu(c) = dev {
+                c.synchronize()?;
+            }
+            Ok(())
+        };
+        for (ci, case) in cases(dev, &sizes)?.into_iter().enumerate() {
+            (case.run)()?;
+            sync()?;
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                (case.run)()?;
+                sync()?;
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            if di == 0 {
+                table.push((case.name.clone(), vec![], case.flops, case.bytes));
+            }
+            table[ci].1.push(median(times));
+        }
+    }
+    let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();
+    println!("backends: {}", names.join(" | "));
+    for (name, secs, flops, bytes) in &table {
+        let mut line = format!("{name:<58}");
+        for s in secs {
+            line += &format!(" | {:>9.2} ms {:>7.2} GFLOP/s {:>7.2} GB/s", s * 1e3, flops / s / 1e9, bytes / s / 1e9);
+        }
+        if secs.len() == 2 {
+            line += &format!(" | wgpu/cpu speed {:.2}x", secs[0] / secs[1]);
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
