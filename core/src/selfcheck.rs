@@ -38,6 +38,18 @@ fn cases() -> Vec<Case> {
             ops::unary_backward(Unary::Tanh, &x, &y, &Tensor::from_f32(d, data(5, 1000), &[1000])?)
         }),
         ("column sums 600x70", |d| ops::sum_rows(&Tensor::from_f32(d, data(6, 600 * 70), &[600, 70])?)),
+        ("reflection attention, 200 entities, 600 edges, d=40", |d| {
+            let (n, dim, rels) = (200usize, 40usize, 12usize);
+            let r = data(7, 600 * 3);
+            let idx = |v: f32, m: usize| (((v + 1.0) * 0.5 * m as f32) as usize).min(m - 1) as u32;
+            let edges: Vec<(u32, u32)> = (0..600).map(|e| (idx(r[3 * e], n), idx(r[3 * e + 1], n))).collect();
+            let mixing: Vec<Vec<(u32, f32)>> = (0..600).map(|e| vec![(idx(r[3 * e + 2], rels), 1.0)]).collect();
+            let graph = ops::RelGraph::new(d, n, rels, &edges, &mixing)?;
+            let x = Tensor::from_f32(d, data(8, n * dim), &[n, dim])?;
+            let rel = Tensor::from_f32(d, data(9, rels * dim), &[rels, dim])?;
+            let a = Tensor::from_f32(d, data(10, dim), &[dim])?;
+            Ok(ops::reflection_attention(&graph, &x, &rel, &a, ops::Act::Tanh)?.0)
+        }),
     ]
 }
 

@@ -1,5 +1,5 @@
 use mmea_core::gpu::{GpuContext, GpuOptions};
-use mmea_core::{selfcheck, Device};
+use mmea_core::{selfcheck, Device, Error};
 use wasm_bindgen::JsValue;
 
 fn document() -> Option<web_sys::Document> {
@@ -36,7 +36,8 @@ pub async fn run() {
         match GpuContext::new(&GpuOptions::default()).await {
             Ok(ctx) => {
                 let r = ctx.report();
-                show(&format!("WebGPU adapter: {} ({}, {})", r.name, r.backend, r.device_type));
+                let name = if r.name.is_empty() { "(name not exposed by the browser)" } else { r.name.as_str() };
+                show(&format!("WebGPU adapter: {name} ({}, {})", r.backend, r.device_type));
                 show(&format!(
                     "  max storage binding {} MiB, max invocations per workgroup {}",
                     r.limits.max_storage_buffer_binding_size >> 20,
@@ -45,7 +46,11 @@ pub async fn run() {
                 Device::Gpu(ctx)
             }
             Err(e) => {
-                show(&format!("WebGPU unavailable: navigator.gpu exists but no adapter could be opened ({e}). Using the CPU backend (wasm)."));
+                let why = match e {
+                    Error::NoAdapter(_) => "navigator.gpu exists but requestAdapter() found no adapter (Chromium on Linux needs --enable-unsafe-webgpu)".to_string(),
+                    other => format!("the GPU device could not be opened: {other}"),
+                };
+                show(&format!("WebGPU unavailable: {why}. Using the CPU backend (wasm)."));
                 Device::Cpu
             }
         }

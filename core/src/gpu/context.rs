@@ -202,10 +202,9 @@ impl GpuContext {
         self.binding_limit
     }
 
-    /// Bytes held by live tensors right now and at most so far.
-    pub fn memory_stats(&self) -> (u64, u64) {
-        let p = lock(&self.pool);
-        (p.live_bytes, p.peak_live_bytes)
+    /// Memory held by tensors and by the pool, and how many buffers were ever created.
+    pub fn pool_stats(&self) -> super::PoolStats {
+        lock(&self.pool).stats()
     }
 
     /// Drop pooled idle buffers (e.g. after training, before evaluation).
@@ -256,6 +255,7 @@ impl GpuContext {
                     mapped_at_creation: false,
                 });
                 pool = lock(&self.pool);
+                pool.created += 1;
                 b
             }
         };
@@ -291,7 +291,9 @@ impl GpuContext {
             view.copy_from_slice(bytemuck::cast_slice(data));
         }
         buffer.unmap();
-        lock(&self.pool).note_live(class);
+        let mut pool = lock(&self.pool);
+        pool.created += 1;
+        pool.note_live(class);
         Ok(GpuBuffer { buffer: Some(buffer), len: data.len(), class, pool: self.pool.clone() })
     }
 
@@ -375,12 +377,11 @@ impl GpuContext {
 
     /// Submit everything recorded so far.
     pub fn flush(&self) {
-        let enc = {
-            let mut p = lock(&self.pending);
-            p.passes = 0;
-            p.encoder.take()
-        };
-        if let Some(enc) = enc {
+        // Submit while holding the lock: otherwise another thread could record (say) a readback copy into
+        // a fresh encoder and submit it before this one, reading a buffer before the kernel that fills it.
+        let mut p = lock(&self.pending);
+        p.passes = 0;
+        if let Some(enc) = p.encoder.take() {
             self.queue.submit(Some(enc.finish()));
         }
     }

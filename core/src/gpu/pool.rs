@@ -24,6 +24,20 @@ pub(crate) struct Pool {
     pub(crate) free_bytes: u64,
     pub(crate) live_bytes: u64,
     pub(crate) peak_live_bytes: u64,
+    pub(crate) created: u64,
+}
+
+/// Memory accounting of the buffer pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes held by live tensors (in size classes).
+    pub live_bytes: u64,
+    /// The most `live_bytes` has been.
+    pub peak_live_bytes: u64,
+    /// Idle pooled bytes waiting for reuse.
+    pub free_bytes: u64,
+    /// Storage buffers created so far (a reused buffer is not counted again).
+    pub buffers_created: u64,
 }
 
 /// Pooled buffers kept idle at most (beyond this, dropped buffers are destroyed).
@@ -34,6 +48,9 @@ impl Pool {
         let b = self.free.get_mut(&class)?.pop()?;
         self.free_bytes -= class;
         Some(b)
+    }
+    pub(crate) fn stats(&self) -> PoolStats {
+        PoolStats { live_bytes: self.live_bytes, peak_live_bytes: self.peak_live_bytes, free_bytes: self.free_bytes, buffers_created: self.created }
     }
     pub(crate) fn note_live(&mut self, class: u64) {
         self.live_bytes += class;

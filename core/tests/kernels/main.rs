@@ -5,6 +5,7 @@
 mod common;
 
 mod autodiff;
+mod engine;
 mod elementwise;
 mod matmul;
 mod reflection;
