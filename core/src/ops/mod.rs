@@ -9,3 +9,11 @@ pub mod reduce;
 pub use elementwise::{add, axpby, mul, scale, scale_by, sub, unary, unary_backward, Unary};
 pub use matmul::{linear, linear_backward, matmul, matmul_backward, matmul_ex};
 pub use reduce::{sum_all, sum_rows};
+pub mod optim;
+pub mod rows;
+pub use optim::{global_grad_sq_norm, AdamW, AdamWConsts};
+pub use rows::{
+    concat_cols, concat_rows, l2_normalize, l2_normalize_backward, prepend_ones_col, prepend_ones_col_backward, row_dot,
+    scale_rows, scale_rows_backward, slice_cols, slice_cols_backward, slice_rows, slice_rows_backward, softmax_rows,
+    softmax_rows_backward,
+};

@@ -7,3 +7,5 @@ mod common;
 mod autodiff;
 mod elementwise;
 mod matmul;
+mod optim;
+mod rows;
