@@ -252,14 +252,12 @@ pub mod cpu {
 
     /// One in-place AdamW update of `theta` with gradient `g · scale` (see the shader for the formula).
     pub fn adamw(theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamWConsts, scale: f32) {
-        for i in 0..theta.len() {
-            let gi = g[i] * scale;
-            let th = theta[i] * c.decay;
-            let mi = c.beta1 * m[i] + c.one_minus_beta1 * gi;
-            let vi = c.beta2 * v[i] + c.one_minus_beta2 * (gi * gi);
-            m[i] = mi;
-            v[i] = vi;
-            theta[i] = th - c.step_size * (mi / (vi.sqrt() / c.bc2_sqrt + c.eps));
+        for (((th, &gi), mi), vi) in theta.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let gi = gi * scale;
+            let decayed = *th * c.decay;
+            *mi = c.beta1 * *mi + c.one_minus_beta1 * gi;
+            *vi = c.beta2 * *vi + c.one_minus_beta2 * (gi * gi);
+            *th = decayed - c.step_size * (*mi / (vi.sqrt() / c.bc2_sqrt + c.eps));
         }
     }
 }

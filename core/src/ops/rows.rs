@@ -531,13 +531,9 @@ pub mod cpu {
             let nrm = workgroup_sum(d, |k| xr[k] * xr[k]).sqrt();
             let dt = workgroup_sum(d, |k| gr[k] * yr[k]);
             if nrm >= L2_EPS {
-                for k in 0..d {
-                    row[k] = (gr[k] - dt * yr[k]) / nrm;
-                }
+                row.iter_mut().zip(gr).zip(yr).for_each(|((o, &gk), &yk)| *o = (gk - dt * yk) / nrm);
             } else {
-                for k in 0..d {
-                    row[k] = gr[k] / L2_EPS;
-                }
+                row.iter_mut().zip(gr).for_each(|(o, &gk)| *o = gk / L2_EPS);
             }
         });
         gx
@@ -564,12 +560,10 @@ pub mod cpu {
         par_rows(&mut gx, m, |i, row| {
             let (yr, gr) = (&y[i * m..(i + 1) * m], &g[i * m..(i + 1) * m]);
             let mut dt = 0.0f32;
-            for k in 0..m {
-                dt += yr[k] * gr[k];
+            for (&yk, &gk) in yr.iter().zip(gr) {
+                dt += yk * gk;
             }
-            for k in 0..m {
-                row[k] = yr[k] * (gr[k] - dt);
-            }
+            row.iter_mut().zip(yr).zip(gr).for_each(|((o, &yk), &gk)| *o = yk * (gk - dt));
         });
         gx
     }
