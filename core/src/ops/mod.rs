@@ -13,3 +13,11 @@ pub mod reflection;
 pub mod sparse;
 pub use reflection::{reflection_attention, reflection_attention_backward, Act, RelGraph, ReflectionSaved};
 pub use sparse::{gather_rows, gather_rows_backward, segment_sum, segment_sum_backward, spmm, spmm_backward, Csr, SegmentIndex};
+pub mod optim;
+pub mod rows;
+pub use optim::{global_grad_sq_norm, AdamW, AdamWConsts};
+pub use rows::{
+    concat_cols, concat_rows, l2_normalize, l2_normalize_backward, prepend_ones_col, prepend_ones_col_backward, row_dot,
+    scale_rows, scale_rows_backward, slice_cols, slice_cols_backward, slice_rows, slice_rows_backward, softmax_rows,
+    softmax_rows_backward,
+};

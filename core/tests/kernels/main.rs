@@ -10,3 +10,5 @@ mod elementwise;
 mod matmul;
 mod reflection;
 mod sparse;
+mod optim;
+mod rows;
