@@ -6,4 +6,5 @@ mod common;
 
 mod autodiff;
 mod elementwise;
+mod fusion;
 mod matmul;
