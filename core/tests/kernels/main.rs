@@ -5,6 +5,7 @@
 mod common;
 
 mod autodiff;
+mod contrastive;
 mod elementwise;
 mod fusion;
 mod matmul;
