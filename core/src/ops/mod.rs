@@ -2,7 +2,9 @@
 //! each holds the public tensor-level functions (which dispatch on the tensors' device), the GPU launcher
 //! and a `cpu` module with the plain-Rust twin on slices.
 
+pub mod contrastive;
 pub mod elementwise;
+pub mod fusion;
 pub mod matmul;
 pub mod reduce;
 
@@ -21,3 +23,5 @@ pub use rows::{
     scale_rows, scale_rows_backward, slice_cols, slice_cols_backward, slice_rows, slice_rows_backward, softmax_rows,
     softmax_rows_backward,
 };
+pub use contrastive::{icl, info_nce};
+pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};

@@ -6,7 +6,9 @@ mod common;
 
 mod autodiff;
 mod engine;
+mod contrastive;
 mod elementwise;
+mod fusion;
 mod matmul;
 mod reflection;
 mod sparse;

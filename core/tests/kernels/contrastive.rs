@@ -1,0 +1,256 @@
+use mmea_core::autodiff::{ad, Tape};
+use mmea_core::ops::{self, contrastive};
+use mmea_core::{Device, Tensor};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+/// Random rows of unit length (the losses expect L2-normalised inputs).
+fn unit_rows(seed: u64, b: usize, d: usize) -> Vec<f32> {
+    let mut v = rand_vec(seed, b * d, -1.0, 1.0);
+    for row in v.chunks_mut(d.max(1)) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+fn sim(a: &[f32], b: &[f32], n: usize, d: usize, tau: f64) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|i| (0..n).map(|j| (0..d).map(|k| a[i * d + k] as f64 * b[j * d + k] as f64).sum::<f64>() / tau).collect())
+        .collect()
+}
+
+/// Row-wise softmax and the mean cross-entropy with gold column i: returns (L, softmax − onehot scaled by w/B).
+fn ce(logits: &[Vec<f64>], w: f64) -> (f64, Vec<Vec<f64>>) {
+    let b = logits.len() as f64;
+    let mut loss = 0.0;
+    let mut g = Vec::new();
+    for (i, row) in logits.iter().enumerate() {
+        let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+        loss += lse - row[i];
+        g.push(row.iter().enumerate().map(|(j, v)| w * ((v - lse).exp() - if j == i { 1.0 } else { 0.0 }) / b).collect());
+    }
+    (w * loss / b, g)
+}
+
+/// `A X` for A [n, m] (f64) and X [m, d] (f32).
+fn mm(a: &[Vec<f64>], x: &[f32], d: usize) -> Vec<f64> {
+    let mut out = vec![0.0; a.len() * d];
+    for (i, row) in a.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            for k in 0..d {
+                out[i * d + k] += v * x[j * d + k] as f64;
+            }
+        }
+    }
+    out
+}
+
+fn transpose(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    (0..a[0].len()).map(|j| a.iter().map(|r| r[j]).collect()).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// f64 InfoNCE: S = P Qᵀ/τ, L = −(1/B) Σ log softmax(S)_ii, G = (softmax − I)/B, g_P = G Q/τ, g_Q = Gᵀ P/τ.
+fn ref_info_nce(p: &[f32], q: &[f32], b: usize, d: usize, tau: f64) -> (f64, Vec<f32>, Vec<f32>) {
+    let (l, g) = ce(&sim(p, q, b, d, tau), 1.0);
+    let gp: Vec<f64> = mm(&g, q, d).into_iter().map(|v| v / tau).collect();
+    let gq: Vec<f64> = mm(&transpose(&g), p, d).into_iter().map(|v| v / tau).collect();
+    (l, f32s(&gp), f32s(&gq))
+}
+
+/// f64 ICL with the literal −10⁹ I masks, and the spec's gradient formula (§7 op 18).
+fn ref_icl(p: &[f32], q: &[f32], b: usize, d: usize, tau: f64, alpha: f64) -> (f64, Vec<f32>, Vec<f32>) {
+    let cat = |x: Vec<Vec<f64>>, y: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+        x.into_iter().zip(y).enumerate().map(|(i, (mut a, mut bb))| {
+            bb[i] -= 1e9 / tau;
+            a.extend(bb);
+            a
+        }).collect()
+    };
+    let (la, ga) = ce(&cat(sim(p, q, b, d, tau), sim(p, p, b, d, tau)), alpha);
+    let (lb, gb) = ce(&cat(sim(q, p, b, d, tau), sim(q, q, b, d, tau)), 1.0 - alpha);
+    let split = |g: &[Vec<f64>]| -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        (g.iter().map(|r| r[..b].to_vec()).collect(), g.iter().map(|r| r[b..].to_vec()).collect())
+    };
+    let (gab, gaa) = split(&ga);
+    let (gba, gbb) = split(&gb);
+    let sum = |parts: Vec<Vec<f64>>| -> Vec<f32> {
+        (0..b * d).map(|e| parts.iter().map(|v| v[e]).sum::<f64>() / tau).map(|v| v as f32).collect()
+    };
+    // g_P = (G_ab Q + (G_aa + G_aaᵀ) P + G_baᵀ Q)/τ;  g_Q = (G_abᵀ P + G_ba P + (G_bb + G_bbᵀ) Q)/τ.
+    let gp = sum(vec![mm(&gab, q, d), mm(&gaa, p, d), mm(&transpose(&gaa), p, d), mm(&transpose(&gba), q, d)]);
+    let gq = sum(vec![mm(&transpose(&gab), p, d), mm(&gba, p, d), mm(&gbb, q, d), mm(&transpose(&gbb), q, d)]);
+    (la + lb, gp, gq)
+}
+
+fn run_info_nce(dev: &Device, p: &[f32], q: &[f32], b: usize, d: usize, tau: f32, block: Option<usize>) -> Vec<Tensor> {
+    let (l, gp, gq) = ops::info_nce(&t(dev, p, &[b, d]), &t(dev, q, &[b, d]), tau, block).unwrap();
+    assert_eq!(l.shape(), &[1]);
+    vec![l, gp, gq]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_icl(dev: &Device, p: &[f32], q: &[f32], b: usize, d: usize, tau: f32, alpha: f32, block: Option<usize>) -> Vec<Tensor> {
+    let (l, gp, gq) = ops::icl(&t(dev, p, &[b, d]), &t(dev, q, &[b, d]), tau, alpha, block).unwrap();
+    assert_eq!(l.shape(), &[1]);
+    vec![l, gp, gq]
+}
+
+fn assert_matches(name: &str, got: &[Tensor], loss: f64, gp: &[f32], gq: &[f32]) {
+    assert_close(&format!("{name} loss"), &vals(&got[0]), &[loss as f32], 1e-5, 2e-5);
+    assert_close(&format!("{name} g_p"), &vals(&got[1]), gp, 2e-6, 1e-3);
+    assert_close(&format!("{name} g_q"), &vals(&got[2]), gq, 2e-6, 1e-3);
+}
+
+#[test]
+fn info_nce_matches_f64_reference() {
+    // B = 300: the row kernel runs one workgroup per row (300 workgroups), each over 300 columns (two
+    // strides of 256 invocations, ragged); blocks of 64 and 97 rows split B raggedly (5 and 4 blocks).
+    let (b, d, tau) = (300, 70, 0.1);
+    let p = unit_rows(1, b, d);
+    let q: Vec<f32> = p.iter().zip(unit_rows(2, b, d)).map(|(a, n)| a + 0.3 * n).collect();
+    let (l, gp, gq) = ref_info_nce(&p, &q, b, d, tau as f64);
+    for block in [None, Some(64), Some(97)] {
+        assert_matches(&format!("cpu block={block:?}"), &run_info_nce(&Device::Cpu, &p, &q, b, d, tau, block), l, &gp, &gq);
+        if let Some(g) = gpu() {
+            assert_matches(&format!("gpu block={block:?}"), &run_info_nce(&g, &p, &q, b, d, tau, block), l, &gp, &gq);
+        }
+        check_backends(&format!("info_nce block={block:?}"), 1e-6, 1e-4, |dv| run_info_nce(dv, &p, &q, b, d, tau, block));
+    }
+}
+
+#[test]
+fn icl_matches_f64_reference() {
+    let (b, d, tau) = (300, 70, 0.1);
+    let p = unit_rows(3, b, d);
+    let q: Vec<f32> = p.iter().zip(unit_rows(4, b, d)).map(|(a, n)| a + 0.3 * n).collect();
+    for alpha in [0.5f32, 0.3] {
+        let (l, gp, gq) = ref_icl(&p, &q, b, d, tau as f64, alpha as f64);
+        for block in [None, Some(64)] {
+            assert_matches(&format!("cpu icl a={alpha} block={block:?}"), &run_icl(&Device::Cpu, &p, &q, b, d, tau, alpha, block), l, &gp, &gq);
+            if let Some(g) = gpu() {
+                assert_matches(&format!("gpu icl a={alpha} block={block:?}"), &run_icl(&g, &p, &q, b, d, tau, alpha, block), l, &gp, &gq);
+            }
+            check_backends(&format!("icl a={alpha} block={block:?}"), 1e-6, 1e-4, |dv| run_icl(dv, &p, &q, b, d, tau, alpha, block));
+        }
+    }
+}
+
+#[test]
+fn contrastive_gradients_match_finite_differences() {
+    // InfoNCE: G = (softmax_row(PQᵀ/τ) − I)/B, g_P = G Q/τ, g_Q = Gᵀ P/τ.
+    // ICL: G_a = α(softmax − onehot)/B = [G_ab | G_aa], G_b = (1−α)(…)/B = [G_ba | G_bb],
+    //      g_P = (G_ab Q + (G_aa + G_aaᵀ) P + G_baᵀ Q)/τ, g_Q = (G_abᵀ P + G_ba P + (G_bb + G_bbᵀ) Q)/τ.
+    // Blocks of 2 rows over B = 5 exercise the tiled path on the CPU twin.
+    let (b, d, tau, alpha) = (5, 4, 0.5f32, 0.3f32);
+    let p = rand_vec(10, b * d, -1.0, 1.0);
+    let q = rand_vec(11, b * d, -1.0, 1.0);
+    let cpu = Device::Cpu;
+    let nce = |p: &[f32], q: &[f32]| vals(&run_info_nce(&cpu, p, q, b, d, tau, Some(2))[0])[0] as f64;
+    let g = run_info_nce(&cpu, &p, &q, b, d, tau, Some(2));
+    assert_close("info_nce g_p", &vals(&g[1]), &finite_diff(&p, 1e-2, |v| nce(v, &q)), 2e-3, 2e-3);
+    assert_close("info_nce g_q", &vals(&g[2]), &finite_diff(&q, 1e-2, |v| nce(&p, v)), 2e-3, 2e-3);
+    let icl = |p: &[f32], q: &[f32]| vals(&run_icl(&cpu, p, q, b, d, tau, alpha, Some(2))[0])[0] as f64;
+    let g = run_icl(&cpu, &p, &q, b, d, tau, alpha, Some(2));
+    assert_close("icl g_p", &vals(&g[1]), &finite_diff(&p, 1e-2, |v| icl(v, &q)), 2e-3, 2e-3);
+    assert_close("icl g_q", &vals(&g[2]), &finite_diff(&q, 1e-2, |v| icl(&p, v)), 2e-3, 2e-3);
+    // The gradients are not trivially zero.
+    assert!(vals(&g[1]).iter().any(|v| v.abs() > 1e-2));
+}
+
+#[test]
+fn contrastive_single_row_and_tiny_batches() {
+    // B = 1: the only candidate is the gold (the intra diagonal is masked), so L = 0 and all gradients are 0.
+    let p = unit_rows(20, 1, 3);
+    let q = unit_rows(21, 1, 3);
+    check_backends("B=1", 1e-7, 0.0, |dv| {
+        let mut v = run_info_nce(dv, &p, &q, 1, 3, 0.1, None);
+        v.extend(run_icl(dv, &p, &q, 1, 3, 0.1, 0.5, None));
+        v
+    });
+    let v = run_icl(&Device::Cpu, &p, &q, 1, 3, 0.1, 0.5, None);
+    assert_eq!(vals(&v[0]), vec![0.0]);
+    assert!(vals(&v[1]).iter().chain(&vals(&v[2])).all(|x| *x == 0.0));
+    // B = 2 with one-row blocks, and d = 1, against the reference.
+    let p = unit_rows(22, 2, 1);
+    let q = rand_vec(23, 2, -1.0, 1.0);
+    let (l, gp, gq) = ref_icl(&p, &q, 2, 1, 0.2, 0.5);
+    check_backends("B=2 d=1", 1e-6, 1e-4, |dv| run_icl(dv, &p, &q, 2, 1, 0.2, 0.5, Some(1)));
+    assert_matches("B=2 d=1", &run_icl(&Device::Cpu, &p, &q, 2, 1, 0.2, 0.5, Some(1)), l, &gp, &gq);
+}
+
+#[test]
+fn contrastive_rejects_bad_arguments() {
+    let cpu = Device::Cpu;
+    let p = t(&cpu, &[1.0; 6], &[2, 3]);
+    assert!(ops::info_nce(&p, &t(&cpu, &[1.0; 3], &[1, 3]), 0.1, None).is_err());
+    assert!(ops::info_nce(&p, &p, 0.0, None).is_err());
+    assert!(ops::info_nce(&p, &p, f32::NAN, None).is_err());
+    assert!(ops::info_nce(&p, &p, 0.1, Some(0)).is_err());
+    assert!(ops::info_nce(&t(&cpu, &[], &[0, 3]), &t(&cpu, &[], &[0, 3]), 0.1, None).is_err());
+    assert!(ops::info_nce(&t(&cpu, &[1.0; 6], &[6]), &t(&cpu, &[1.0; 6], &[6]), 0.1, None).is_err());
+    assert!(ops::icl(&p, &p, 0.1, 1.5, None).is_err());
+}
+
+#[test]
+fn tape_contrastive_losses_scale_saved_gradients() {
+    // L = 2.5 · InfoNCE(P, Q) + ICL(P, Q): the loss nodes receive incoming gradients 2.5 and 1, so
+    // g_P = 2.5 ∂InfoNCE/∂P + ∂ICL/∂P (and likewise for Q), checked by finite differences.
+    let (b, d, tau, alpha) = (4, 3, 0.5f32, 0.5f32);
+    let p = rand_vec(30, b * d, -1.0, 1.0);
+    let q = rand_vec(31, b * d, -1.0, 1.0);
+    let run = |dev: &Device, p: &[f32], q: &[f32]| -> (f32, Vec<f32>, Vec<f32>) {
+        let tape = Tape::new();
+        let pv = tape.param(&t(dev, p, &[b, d]));
+        let qv = tape.param(&t(dev, q, &[b, d]));
+        let a = ad::scale(&tape, &contrastive::ad::info_nce(&tape, &pv, &qv, tau).unwrap(), 2.5).unwrap();
+        let c = contrastive::ad::icl(&tape, &pv, &qv, tau, alpha).unwrap();
+        let loss = ad::add(&tape, &a, &c).unwrap();
+        let g = tape.backward(&loss).unwrap();
+        (vals(&loss.value)[0], vals(g.get(&pv).unwrap()), vals(g.get(&qv).unwrap()))
+    };
+    let cpu = Device::Cpu;
+    let (_, gp, gq) = run(&cpu, &p, &q);
+    assert_close("tape g_p", &gp, &finite_diff(&p, 1e-2, |v| run(&cpu, v, &q).0 as f64), 3e-3, 2e-3);
+    assert_close("tape g_q", &gq, &finite_diff(&q, 1e-2, |v| run(&cpu, &p, v).0 as f64), 3e-3, 2e-3);
+    if let Some(g) = gpu() {
+        let (_, ggp, ggq) = run(&g, &p, &q);
+        assert_close("tape gpu g_p", &ggp, &gp, 1e-5, 1e-4);
+        assert_close("tape gpu g_q", &ggq, &gq, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn contrastive_wgsl_validates() {
+    let src = include_str!("../../../shaders/contrastive.wgsl");
+    let module = naga::front::wgsl::parse_str(src).expect("contrastive.wgsl parses");
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .expect("contrastive.wgsl validates");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+    #[test]
+    fn prop_contrastive_rows(b in 1usize..160, d in 1usize..24, block in 1usize..200, seed in 0u64..1000) {
+        // The row kernel reduces (max, then sum of exponentials) over 1..320 columns: both losses, any
+        // block size, against the f64 reference and across backends.
+        let p = unit_rows(seed, b, d);
+        let q = unit_rows(seed + 1, b, d);
+        let (l, gp, gq) = ref_info_nce(&p, &q, b, d, 0.1);
+        assert_matches("prop info_nce", &run_info_nce(&Device::Cpu, &p, &q, b, d, 0.1, Some(block)), l, &gp, &gq);
+        let (l, gp, gq) = ref_icl(&p, &q, b, d, 0.1, 0.5);
+        assert_matches("prop icl", &run_icl(&Device::Cpu, &p, &q, b, d, 0.1, 0.5, Some(block)), l, &gp, &gq);
+        check_backends("prop contrastive", 1e-6, 1e-4, |dv| {
+            let mut v = run_info_nce(dv, &p, &q, b, d, 0.1, Some(block));
+            v.extend(run_icl(dv, &p, &q, b, d, 0.1, 0.5, Some(block)));
+            v
+        });
+    }
+}
