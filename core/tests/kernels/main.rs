@@ -6,4 +6,6 @@ mod common;
 
 mod autodiff;
 mod elementwise;
+mod eval;
 mod matmul;
+mod sinkhorn;
