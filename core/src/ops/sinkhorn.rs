@@ -221,8 +221,20 @@ impl TiledMatrix {
         self.blocks.iter().map(|b| b.cpu_f32(op)).collect()
     }
 
+    /// Checks that the blocks are f32 and really make up a `rows × cols` matrix (the fields are public).
     pub(crate) fn expect_f32(&self, op: &'static str) -> Result<()> {
-        self.blocks.iter().try_for_each(|b| b.expect_dtype(op, DType::F32))
+        let mut rows = 0;
+        for b in &self.blocks {
+            b.expect_dtype(op, DType::F32)?;
+            match b.shape() {
+                [r, c] if *c == self.cols => rows += r,
+                _ => return Err(Error::shape(op, format!("a block of a [{}, {}] tiled matrix", self.rows, self.cols), &[b.shape()])),
+            }
+        }
+        if rows != self.rows {
+            return Err(Error::shape(op, format!("blocks hold {rows} rows, the tiled matrix claims {}", self.rows), &[&self.block_rows()]));
+        }
+        Ok(())
     }
 }
 
@@ -376,7 +388,8 @@ fn check_sinkhorn_args(op: &'static str, s: &TiledMatrix, eps: f32) -> Result<()
 /// Dense log-domain Sinkhorn with uniform marginals `a_i = 1/n`, `b_j = 1/m` (see the module docs for the
 /// iteration). `s` is the `n × m` score matrix as row blocks, `eps` the temperature (`X = S/ε`; the spec
 /// uses 0.02), `iters` the number `L` of row+column steps (0 returns `ℓ = X`). Scores must be finite.
-/// Backward: [`sinkhorn_backward`].
+/// The plan equals the classic alternating row/column normalisation of `exp(S/ε)` divided by `m`, so it
+/// ranks identically. Backward: [`sinkhorn_backward`].
 pub fn sinkhorn(s: &TiledMatrix, eps: f32, iters: usize) -> Result<SinkhornOut> {
     check_sinkhorn_args("sinkhorn", s, eps)?;
     let dev = s.device();
@@ -585,12 +598,12 @@ struct SparseParams {
 /// the entries of column `j` are the flat indices `col_entries[col_ptr[j]..col_ptr[j+1]]` (`e = i·k + t`).
 #[derive(Clone, Debug)]
 pub struct TopkIndex {
-    pub n: usize,
-    pub k: usize,
-    pub m: usize,
-    pub cols: Tensor,
-    pub col_ptr: Tensor,
-    pub col_entries: Tensor,
+    n: usize,
+    k: usize,
+    m: usize,
+    cols: Tensor,
+    col_ptr: Tensor,
+    col_entries: Tensor,
 }
 
 impl TopkIndex {
@@ -618,6 +631,23 @@ impl TopkIndex {
             col_ptr: Tensor::from_u32(device, ptr, &[m + 1])?,
             col_entries: Tensor::from_u32(device, entries, &[n * k])?,
         })
+    }
+
+    /// Rows, candidates per row, columns.
+    pub fn dims(&self) -> (usize, usize, usize) {
+        (self.n, self.k, self.m)
+    }
+    /// `[n, k]` column ids.
+    pub fn cols(&self) -> &Tensor {
+        &self.cols
+    }
+    /// `[m + 1]` offsets into [`TopkIndex::col_entries`].
+    pub fn col_ptr(&self) -> &Tensor {
+        &self.col_ptr
+    }
+    /// `[n·k]` flat entry ids grouped by column.
+    pub fn col_entries(&self) -> &Tensor {
+        &self.col_entries
     }
 }
 

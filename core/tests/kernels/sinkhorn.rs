@@ -262,6 +262,11 @@ fn dense_argument_errors() {
     assert!(matches!(sk::sinkhorn_backward(&s, 0.2, &out, &s), Err(Error::InvalidArgument { .. })));
     let bad_a = t(&d, &[0.0; 3], &[3]);
     assert!(matches!(sk::sinkhorn_marginals(&s, 0.1, 2, &bad_a, &bad_a), Err(Error::Shape { .. })));
+    // A hand-built tiled matrix whose fields disagree with its blocks is refused, not indexed out of bounds.
+    let lying = TiledMatrix { blocks: s.blocks.clone(), rows: 3, cols: 3 };
+    assert!(matches!(sk::sinkhorn(&lying, 0.1, 2), Err(Error::Shape { .. })));
+    let lying = TiledMatrix { blocks: s.blocks.clone(), rows: 2, cols: 2 };
+    assert!(matches!(mmea_core::ops::eval::topk_rows(&lying, 1), Err(Error::Shape { .. })));
 }
 
 #[test]
@@ -313,6 +318,7 @@ fn sparse_reference(cols: &[u32], scores: &[f32], n: usize, k: usize, m: usize, 
     (0..n * k).map(|e| l[(e / k) * m + cols[e] as usize] as f32).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_sparse(name: &str, n: usize, k: usize, m: usize, m_used: usize, seed: u64, eps: f32, iters: usize) {
     let cols = distinct_cols(seed, n, k, m_used);
     let scores = rand_vec(seed + 1, n * k, -1.0, 1.0);
@@ -340,8 +346,8 @@ fn sparse_index_and_errors() {
     let d = Device::Cpu;
     // Counting sort groups entries by column, stable in entry order.
     let idx = TopkIndex::new(&d, &[2, 0, 0, 2, 1, 0], 3, 2, 4).unwrap();
-    assert_eq!(idx.col_ptr.to_vec_u32_blocking().unwrap(), vec![0, 3, 4, 6, 6]);
-    assert_eq!(idx.col_entries.to_vec_u32_blocking().unwrap(), vec![1, 2, 5, 4, 0, 3]);
+    assert_eq!(idx.col_ptr().to_vec_u32_blocking().unwrap(), vec![0, 3, 4, 6, 6]);
+    assert_eq!(idx.col_entries().to_vec_u32_blocking().unwrap(), vec![1, 2, 5, 4, 0, 3]);
     let sc = t(&d, &[0.0; 6], &[3, 2]);
     assert!(matches!(sk::sinkhorn_topk(&tu(&d, &[0, 1, 2, 3, 4, 5], &[3, 2]), &sc, 5, 0.1, 2), Err(Error::InvalidArgument { .. })));
     assert!(matches!(sk::sinkhorn_topk(&tu(&d, &[0; 6], &[2, 3]), &sc, 5, 0.1, 2), Err(Error::Shape { .. })));
