@@ -5,8 +5,10 @@
 pub mod contrastive;
 pub mod elementwise;
 pub mod fusion;
+pub mod eval;
 pub mod matmul;
 pub mod reduce;
+pub mod sinkhorn;
 
 pub use elementwise::{add, axpby, mul, scale, scale_by, sub, unary, unary_backward, Unary};
 pub use matmul::{linear, linear_backward, matmul, matmul_backward, matmul_ex};
@@ -25,3 +27,5 @@ pub use rows::{
 };
 pub use contrastive::{icl, info_nce};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
+pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, topk_cols, topk_rows, Metrics, Ranks, TopK};
+pub use sinkhorn::{sinkhorn, sinkhorn_backward, sinkhorn_topk, SinkhornOut, TiledMatrix, TopkIndex};

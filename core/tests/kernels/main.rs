@@ -14,3 +14,6 @@ mod reflection;
 mod sparse;
 mod optim;
 mod rows;
+mod eval;
+mod matmul;
+mod sinkhorn;
