@@ -15,5 +15,4 @@ mod sparse;
 mod optim;
 mod rows;
 mod eval;
-mod matmul;
 mod sinkhorn;
