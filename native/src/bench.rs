@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use mmea_core::ops::{self, Act, RelGraph, Unary};
+
 use mmea_core::{Backend, Device, Result, Tensor};
 
 struct Case {
@@ -49,10 +50,15 @@ struct Sizes {
     d: usize,
     edges: usize,
     rels: usize,
+    /// Contrastive batch and joint width (LoginMEA: 3500 pairs, 2400-d).
+    batch: usize,
+    joint: usize,
+    /// Test pairs in evaluation (DBP15K 30% seeds: 10,500).
+    test: usize,
 }
 
 fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
-    let Sizes { n, d, edges, rels } = *s;
+    let Sizes { n, d, edges, rels, batch, joint, test } = *s;
     let t = |seed, shape: &[usize]| Tensor::from_f32(dev, data(seed, shape.iter().product()), shape);
     let mut v = Vec::new();
 
@@ -123,6 +129,83 @@ fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
         bytes: 3.0 * fwd_bytes,
         run: Box::new(move || ops::reflection_attention_backward(&graph, &x, &rel, &a, Act::Tanh, &saved, &gy).map(drop)),
     });
+
+    let x = t(14, &[n, d])?;
+    v.push(Case {
+        name: format!("row L2-normalise {n}x{d}"),
+        flops: 3.0 * (n * d) as f64,
+        bytes: 8.0 * (n * d) as f64,
+        run: Box::new(move || ops::l2_normalize(&x).map(drop)),
+    });
+    let (p, q) = (ops::l2_normalize(&t(15, &[batch, joint])?)?, ops::l2_normalize(&t(16, &[batch, joint])?)?);
+    v.push(Case {
+        name: format!("InfoNCE loss+grads B={batch}, d={joint}"),
+        // S = P Qᵀ, then G Q and Gᵀ P: three B x B x d products.
+        flops: 6.0 * (batch * batch * joint) as f64,
+        bytes: 4.0 * (4 * batch * joint + 2 * batch * batch) as f64,
+        run: Box::new(move || ops::info_nce(&p, &q, 0.1, None).map(drop)),
+    });
+    let rank = 8;
+    let z: Vec<Tensor> = (0..3).map(|m| ops::prepend_ones_col(&t(17 + m, &[n, d])?)).collect::<Result<_>>()?;
+    let w: Vec<Tensor> = (0..3).map(|m| t(20 + m, &[d + 1, rank * d])).collect::<Result<_>>()?;
+    let (lambda, beta) = (t(23, &[rank])?, t(24, &[d])?);
+    v.push(Case {
+        name: format!("low-rank fusion M=3, R={rank}, {n}x{d}"),
+        flops: (3 * 2 * n * (d + 1) * rank * d + 4 * n * rank * d) as f64,
+        bytes: 4.0 * (3 * n * (d + 1) + 3 * (d + 1) * rank * d + 3 * n * rank * d + n * d) as f64,
+        run: Box::new(move || ops::low_rank_fusion(&z, &w, &lambda, &beta, rank).map(drop)),
+    });
+    let (pe, qe) = (ops::l2_normalize(&t(25, &[test, d])?)?, ops::l2_normalize(&t(26, &[test, d])?)?);
+    let sims = ops::eval::similarity_tiles(&pe, &qe, 2048)?;
+    {
+        let (pe, qe) = (pe.clone(), qe.clone());
+        v.push(Case {
+            name: format!("similarity {test}x{test}, d={d} (row tiles)"),
+            flops: 2.0 * (test * test * d) as f64,
+            bytes: 4.0 * (test * test + 2 * test * d) as f64,
+            run: Box::new(move || ops::eval::similarity_tiles(&pe, &qe, 2048).map(drop)),
+        });
+    }
+    {
+        let sims = sims.clone();
+        v.push(Case {
+            name: format!("CSLS k=3 (row+column top-k) {test}x{test}"),
+            flops: 8.0 * (test * test) as f64,
+            bytes: 12.0 * (test * test) as f64,
+            run: Box::new(move || ops::eval::csls(&sims, 3).map(drop)),
+        });
+    }
+    {
+        let sims = sims.clone();
+        v.push(Case {
+            name: format!("rank counting l2r+r2l {test}x{test}"),
+            flops: 2.0 * (test * test) as f64,
+            bytes: 8.0 * (test * test) as f64,
+            run: Box::new(move || ops::eval::rank_counts(&sims).map(drop)),
+        });
+    }
+    let sk_iters = 10;
+    let scaled = ops::sinkhorn::TiledMatrix::new(sims.blocks.clone(), test)?;
+    v.push(Case {
+        name: format!("Sinkhorn {test}x{test}, {sk_iters} iterations, eps=0.02"),
+        // Per iteration a row and a column pass, each an exp and a few adds per element.
+        flops: (sk_iters * 2 * 4 * test * test) as f64,
+        bytes: (sk_iters * 2 * 4 * test * test) as f64,
+        run: Box::new(move || ops::sinkhorn::sinkhorn(&scaled, 0.02, sk_iters).map(drop)),
+    });
+    let params = vec![t(27, &[n, d])?, t(28, &[rels, d])?];
+    let grads = vec![t(29, &[n, d])?, t(30, &[rels, d])?];
+    let opt = std::cell::RefCell::new((ops::AdamW::new(5e-4), params));
+    let np = (n + rels) * d;
+    v.push(Case {
+        name: format!("AdamW step, {np} parameters"),
+        flops: 12.0 * np as f64,
+        bytes: 4.0 * 5.0 * np as f64,
+        run: Box::new(move || {
+            let (o, p) = &mut *opt.borrow_mut();
+            o.step(p, &grads)
+        }),
+    });
     Ok(v)
 }
 
@@ -133,9 +216,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(backend: Backend, quick: bool, runs: usize) -> Result<()> {
     let sizes = if quick {
-        Sizes { n: 4_000, d: 64, edges: 34_000, rels: 600 }
+        Sizes { n: 4_000, d: 64, edges: 34_000, rels: 600, batch: 500, joint: 256, test: 1_000 }
     } else {
-        Sizes { n: 39_000, d: 300, edges: 330_000, rels: 6_000 }
+        Sizes { n: 39_000, d: 300, edges: 330_000, rels: 6_000, batch: 3_500, joint: 2_400, test: 10_500 }
     };
     let mut devices = vec![("cpu".to_string(), Device::Cpu)];
     if backend != Backend::Cpu {
@@ -170,7 +253,9 @@ pub fn run(backend: Backend, quick: bool, runs: usize) -> Result<()> {
             if di == 0 {
                 table.push((case.name.clone(), vec![], case.flops, case.bytes));
             }
-            table[ci].1.push(median(times));
+            let m = median(times);
+            eprintln!("  [{}] {}: {:.2} ms", devices[di].0, case.name, m * 1e3);
+            table[ci].1.push(m);
         }
     }
     let names: Vec<&str> = devices.iter().map(|(n, _)| n.as_str()).collect();

@@ -105,3 +105,24 @@ async fn reflection_attention_on_webgpu_matches_cpu() {
         assert_close(name, &results[0][i], &results[1][i], 1e-4);
     }
 }
+
+#[wasm_bindgen_test]
+async fn sinkhorn_on_webgpu_matches_cpu() {
+    use mmea_core::ops::sinkhorn::{sinkhorn, sinkhorn_backward, TiledMatrix};
+    let gpu = webgpu().await;
+    // 300 x 257 scores in row blocks of 128 rows (3 tiles, the last ragged), 10 iterations at eps = 0.05.
+    let (n, m, iters, eps) = (300, 257, 10, 0.05);
+    let (s, g) = (data(50, n * m), data(51, n * m));
+    let block = 128 * m as u64 * 4;
+    let mut results = Vec::new();
+    for dev in [&gpu, &Device::Cpu] {
+        let st = TiledMatrix::from_host(dev, &s, n, m, block).unwrap();
+        assert_eq!(st.blocks.len(), 3);
+        let out = sinkhorn(&st, eps, iters).unwrap();
+        let gt = TiledMatrix::from_host(dev, &g, n, m, block).unwrap();
+        let gs = sinkhorn_backward(&st, eps, &out, &gt).unwrap();
+        results.push((out.log_plan.to_vec_f32().await.unwrap(), gs.to_vec_f32().await.unwrap()));
+    }
+    assert_close("log plan", &results[0].0, &results[1].0, 1e-4);
+    assert_close("g_s", &results[0].1, &results[1].1, 1e-3);
+}

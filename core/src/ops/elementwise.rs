@@ -186,16 +186,28 @@ pub mod cpu {
         }
     }
 
+    /// `out[i] = f(i)` over chunks in parallel (rayon natively, serial in wasm).
+    fn map_indexed(n: usize, f: impl Fn(usize) -> f32 + Send + Sync) -> Vec<f32> {
+        const CHUNK: usize = 4096;
+        let mut out = vec![0.0f32; n];
+        crate::cpu::par_rows(&mut out, CHUNK, |c, chunk| {
+            for (j, o) in chunk.iter_mut().enumerate() {
+                *o = f(c * CHUNK + j);
+            }
+        });
+        out
+    }
+
     pub fn unary(f: Unary, x: &[f32]) -> Vec<f32> {
-        x.iter().map(|&v| forward(f, v)).collect()
+        map_indexed(x.len(), |i| forward(f, x[i]))
     }
     pub fn unary_backward(f: Unary, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
-        x.iter().zip(y).zip(g).map(|((&x, &y), &g)| g * derivative(f, x, y)).collect()
+        map_indexed(x.len(), |i| g[i] * derivative(f, x[i], y[i]))
     }
     pub fn axpby(alpha: f32, a: &[f32], beta: f32, b: &[f32]) -> Vec<f32> {
-        a.iter().zip(b).map(|(&a, &b)| alpha * a + beta * b).collect()
+        map_indexed(a.len(), |i| alpha * a[i] + beta * b[i])
     }
     pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
-        a.iter().zip(b).map(|(&a, &b)| a * b).collect()
+        map_indexed(a.len(), |i| a[i] * b[i])
     }
 }

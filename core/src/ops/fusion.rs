@@ -319,7 +319,7 @@ pub fn low_rank_fusion_backward_blocked(z: &[Tensor], w: &[Tensor], lambda: &Ten
     for (r0, r1) in blocks(n, rows) {
         let zb = stack_rows(OP, &dev, z, r0, r1)?;
         let f = matmul_ex(&zb, &w_stack, None, false, false, 1.0)?;
-        let gob = if single { g_o.clone() } else { slice_rows(OP, g_o, r0, r1)? };
+        let gob = if single { g_o.clone() } else { crate::ops::rows::slice_rows(g_o, r0, r1 - r0)? };
         let (g_f, g_l) = combine_backward_f_lambda(OP, &f, lambda, &gob, rank)?;
         drop(f);
         let gzb = matmul_ex(&g_f, &w_stack, None, false, true, 1.0)?; // [M, rows, din]
@@ -408,25 +408,6 @@ impl Assembler {
             Store::Gpu(ctx, buf) => Ok(Tensor::from_gpu(&ctx, buf, &self.shape, DType::F32)),
         }
     }
-}
-
-/// Rows `r0..r1` of the leading dimension of `x` as a new tensor (no copy when that is all of x).
-pub(crate) fn slice_rows(op: &'static str, x: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
-    let Some((&n, rest)) = x.shape().split_first() else {
-        return Err(Error::shape(op, "cannot slice rows of a 0-D tensor", &[x.shape()]));
-    };
-    if r0 > r1 || r1 > n {
-        return Err(Error::invalid(op, format!("internal: rows {r0}..{r1} of a tensor with {n} rows")));
-    }
-    if r0 == 0 && r1 == n {
-        return Ok(x.clone());
-    }
-    let width: usize = rest.iter().product();
-    let mut shape = x.shape().to_vec();
-    shape[0] = r1 - r0;
-    let mut asm = Assembler::new(&x.device(), &shape, op)?;
-    asm.put(op, x, r0 * width, 0, (r1 - r0) * width)?;
-    asm.finish()
 }
 
 /// The CPU twin: the same formulas as the shader, on slices (`f` is `[M, n, R*d]` row-major).

@@ -441,20 +441,29 @@ pub fn concat_rows(xs: &[&Tensor]) -> Result<Tensor> {
     }
 }
 
-/// Rows `start .. start + len` of `x` `[n, d]`: an `[len, d]` matrix (one contiguous copy).
+/// Rows `start .. start + len` of `x` `[n, d]` (f32 or u32): an `[len, d]` matrix (one contiguous copy;
+/// none when the range is all of `x`).
 ///
 /// Backward ([`slice_rows_backward`]): `g` placed at row `start` of an `[n, d]` matrix of zeros.
 pub fn slice_rows(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
     const OP: &str = "slice_rows";
-    let (n, d) = f32_2d(OP, x)?;
+    let (n, d) = x.dims2(OP)?;
     if start.checked_add(len).is_none_or(|e| e > n) {
         return Err(Error::shape(OP, format!("rows {start}..{} are out of range", start.saturating_add(len)), &[x.shape()]));
     }
+    if start == 0 && len == n {
+        // Tensors are immutable: the whole range is the tensor itself.
+        return Ok(x.clone());
+    }
+    let (a, b) = (start * d, (start + len) * d);
     match x.device() {
-        Device::Cpu => Tensor::from_f32(&Device::Cpu, x.cpu_f32(OP)?[start * d..(start + len) * d].to_vec(), &[len, d]),
+        Device::Cpu => match x.dtype() {
+            DType::F32 => Tensor::from_f32(&Device::Cpu, x.cpu_f32(OP)?[a..b].to_vec(), &[len, d]),
+            DType::U32 => Tensor::from_u32(&Device::Cpu, x.cpu_u32(OP)?[a..b].to_vec(), &[len, d]),
+        },
         Device::Gpu(ctx) => {
-            let out = Tensor::gpu_output(&ctx, &[len, d], DType::F32, OP)?;
-            ctx.copy(x.gpu_buf(OP)?, start * d, out.gpu_buf(OP)?, 0, len * d);
+            let out = Tensor::gpu_output(&ctx, &[len, d], x.dtype(), OP)?;
+            ctx.copy(x.gpu_buf(OP)?, a, out.gpu_buf(OP)?, 0, len * d);
             Ok(out)
         }
     }

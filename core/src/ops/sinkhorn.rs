@@ -238,25 +238,9 @@ impl TiledMatrix {
     }
 }
 
-/// Rows `r0..r1` of a 2-D tensor, as a new tensor on the same device.
+/// Rows `r0..r1` of a 2-D tensor (see [`crate::ops::rows::slice_rows`]).
 pub(crate) fn slice_rows(t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
-    const OP: &str = "slice_rows";
-    let (rows, cols) = t.dims2(OP)?;
-    if r0 > r1 || r1 > rows {
-        return Err(Error::invalid(OP, format!("rows {r0}..{r1} outside 0..{rows}")));
-    }
-    let shape = [r1 - r0, cols];
-    match t.device() {
-        Device::Cpu => match t.dtype() {
-            DType::F32 => Tensor::from_f32(&Device::Cpu, t.cpu_f32(OP)?[r0 * cols..r1 * cols].to_vec(), &shape),
-            DType::U32 => Tensor::from_u32(&Device::Cpu, t.cpu_u32(OP)?[r0 * cols..r1 * cols].to_vec(), &shape),
-        },
-        Device::Gpu(ctx) => {
-            let out = Tensor::gpu_output(&ctx, &shape, t.dtype(), OP)?;
-            ctx.copy(t.gpu_buf(OP)?, r0 * cols, out.gpu_buf(OP)?, 0, (r1 - r0) * cols);
-            Ok(out)
-        }
-    }
+    crate::ops::rows::slice_rows(t, r0, r1.saturating_sub(r0))
 }
 
 /// How a column reduction over a tiled matrix is cut: chunks of `chunk` rows that never cross a block;
