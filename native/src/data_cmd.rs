@@ -74,8 +74,7 @@ pub fn run(cmd: DataCommand) -> mmea_core::Result<ExitCode> {
             if report.usable() {
                 Ok(ExitCode::SUCCESS)
             } else {
-                let first = report.diag.first_error().map(|p| p.to_string()).unwrap_or_else(|| "the dataset could not be read".into());
-                eprintln!("error: {} is not usable: {first}", dir.display());
+                eprintln!("error: {} is not usable: {}", dir.display(), report.first_error_text());
                 Ok(ExitCode::FAILURE)
             }
         }

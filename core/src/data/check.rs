@@ -72,6 +72,11 @@ impl CheckReport {
         self.kgs.is_some() && !self.diag.has_errors()
     }
 
+    /// The first error as `path:line: message`, for a one-line verdict.
+    pub fn first_error_text(&self) -> String {
+        self.diag.first_error().map(|p| p.to_error().to_string()).unwrap_or_else(|| "the dataset could not be read".into())
+    }
+
     /// The report as text: counts, then problems grouped by kind with up to `max_examples` each
     /// (0 = all kept), then the verdict.
     pub fn render(&self, max_examples: usize) -> String {
@@ -142,8 +147,7 @@ impl CheckReport {
         if self.usable() {
             let _ = writeln!(s, "\nresult: usable{}", if self.diag.counts().is_empty() { "" } else { " (with warnings)" });
         } else {
-            let first = self.diag.first_error().map(|p| p.to_string()).unwrap_or_else(|| "the dataset could not be read".into());
-            let _ = writeln!(s, "\nresult: NOT usable: {first}");
+            let _ = writeln!(s, "\nresult: NOT usable: {}", self.first_error_text());
         }
         s
     }
@@ -187,7 +191,7 @@ pub fn check(src: &dyn FileSource, opts: &LoadOptions, modalities: &[ModalityInp
                     if cov[0] + cov[1] == 0 {
                         diag.file(Severity::Error, ProblemKind::UnknownId, &m.path, "no row matches an entity of the dataset (ids are the dataset's original ids or URIs)");
                     }
-                    modality_share(ds, &m.modality, cov, &mut diag);
+                    modality_share(ds, &m.modality, cov, "their rows will be filled by the chosen fill policy", &mut diag);
                 }
                 Err(e) => diag.error(&e),
             }
@@ -247,7 +251,7 @@ fn kg_counts(ds: &Dataset) -> [KgCounts; 2] {
     out
 }
 
-fn modality_share(ds: &Dataset, modality: &str, with: [usize; 2], diag: &mut Diagnostics) {
+fn modality_share(ds: &Dataset, modality: &str, with: [usize; 2], consequence: &str, diag: &mut Diagnostics) {
     for k in 0..2 {
         let n = ds.num_entities[k];
         if with[k] < n {
@@ -255,7 +259,7 @@ fn modality_share(ds: &Dataset, modality: &str, with: [usize; 2], diag: &mut Dia
             diag.dataset(
                 Severity::Warning,
                 ProblemKind::ModalityMissing,
-                format!("{modality}: {} of {} KG{} entities ({:.1}%) have none; they will be filled by the chosen policy", super::check::thousands(miss), super::check::thousands(n), k + 1, 100.0 * miss as f64 / n.max(1) as f64),
+                format!("{modality}: {} of {} KG{} entities ({:.1}%) have none; {consequence}", thousands(miss), thousands(n), k + 1, 100.0 * miss as f64 / n.max(1) as f64),
             );
         }
     }
@@ -312,7 +316,7 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
     }
     if let Some(n) = &ds.names {
         let with = [ds.kg_range(0).filter(|&i| n.per_entity[i].is_some()).count(), ds.kg_range(1).filter(|&i| n.per_entity[i].is_some()).count()];
-        modality_share(ds, "names", with, diag);
+        modality_share(ds, "names", with, "their name features fall back to the URI", diag);
     }
     if let Some(a) = &ds.attributes {
         let mut with = [0usize; 2];
@@ -325,7 +329,7 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
                 with[k] = ds.num_entities[k];
             }
         }
-        modality_share(ds, "attributes", with, diag);
+        modality_share(ds, "attributes", with, "their bag-of-attributes rows are zero", diag);
     }
     if ds.links.is_empty() {
         diag.dataset(Severity::Error, ProblemKind::EmptyFile, "no gold links were read: nothing to train or evaluate on");
