@@ -10,6 +10,7 @@
 
 pub mod autodiff;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod ops;
