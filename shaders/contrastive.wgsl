@@ -11,7 +11,7 @@
 // weight = 1/B for InfoNCE, α/B and (1−α)/B for the two ICL directions; the launcher sums loss[] with the
 // deterministic reduction and multiplies G by the column matrices with the matmul kernel.
 //
-// Entry `ce_rows`: 0 params, 1 S (read_write: logits in, gradient rows out), 2 loss [rows] (write)
+// Bindings (entry `ce_rows`): 0 params, 1 S (read_write: logits in, gradient rows out), 2 loss [rows] (write)
 // Threads: one workgroup of 256 per row (row = wid.x + wid.y * nwg.x, uniform across the workgroup);
 //   invocation t handles columns t, t + 256, ... (coalesced). Row max and the sum of exponentials use
 //   fixed-order tree reductions in workgroup memory (1 KiB), so results are deterministic.

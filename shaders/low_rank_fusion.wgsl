@@ -3,6 +3,7 @@
 //   F [M, n, R*d],  F[m, i, r*d + k] = f_{m,r}(i)_k,   M = modalities (1..4), R = rank, d = output width,
 // so that   o[i, k] = Σ_r λ_r Π_m F[m, i, r*d + k] + β_k.
 //
+// Bindings per entry point (0 is the Params uniform).
 // Entry `lmf_forward`:        0 params, 1 F (read), 2 λ [R] (read), 3 β [d] (read), 4 o [n, d] (write)
 //   Threads: one invocation per output element (i, k); 256 per workgroup, workgroups spread over x and y
 //   (linear index wid.x + wid.y * nwg.x). Each walks r = 0..R and the M factors of that element.

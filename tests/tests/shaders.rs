@@ -69,10 +69,10 @@ fn check_shader(name: &str, src: &str) -> Vec<String> {
             problems.push(format!("{name}: entry `{}` binds {storage} storage buffers (browsers guarantee {MAX_STORAGE_BUFFERS})", ep.name));
         }
     }
-    let header: String = src.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
-    for word in ["Bindings", "Threads", "Cost"] {
+    let header: String = src.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n").to_lowercase();
+    for word in ["bindings", "threads", "cost"] {
         if !header.contains(word) {
-            problems.push(format!("{name}: the header comment must document `{word}:` (bindings, thread-to-data mapping, FLOPs and bytes)"));
+            problems.push(format!("{name}: the header comment must document its {word} (bindings, thread-to-data mapping, FLOPs and bytes)"));
         }
     }
     problems
