@@ -11,15 +11,22 @@ pub struct SelfCheck {
     pub failed: usize,
 }
 
-fn data(seed: u32, n: usize) -> Vec<f32> {
-    // A small LCG: deterministic, no dependency.
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+/// Deterministic test values uniform in [-1, 1) (xorshift64; no dependency). Shared by the self-check,
+/// the benchmark and the browser tests so that all of them exercise the same inputs.
+pub fn test_data(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         })
         .collect()
+}
+
+fn data(seed: u64, n: usize) -> Vec<f32> {
+    test_data(seed, n)
 }
 
 type Case = (&'static str, fn(&Device) -> Result<Tensor>);

@@ -17,17 +17,7 @@ struct Case {
     run: Box<dyn Fn() -> Result<()>>,
 }
 
-fn data(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
+use mmea_core::selfcheck::test_data as data;
 
 /// A random relation graph with about `edges` directed edges over `n` entities and `rels` relations.
 fn random_graph(n: usize, edges: usize, rels: usize) -> (Vec<(u32, u32)>, Vec<Vec<(u32, f32)>>) {

@@ -17,17 +17,7 @@ async fn webgpu() -> Device {
     }
 }
 
-fn data(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
+use mmea_core::selfcheck::test_data as data;
 
 async fn host(t: &Tensor) -> Vec<f32> {
     t.to_vec_f32().await.expect("readback")

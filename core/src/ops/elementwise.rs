@@ -85,7 +85,8 @@ pub fn unary_backward(f: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Te
     }
 }
 
-fn same_shape(op: &'static str, ts: &[&Tensor]) -> Result<()> {
+/// All tensors are f32 with the shape of the first.
+pub(crate) fn same_shape(op: &'static str, ts: &[&Tensor]) -> Result<()> {
     for t in ts {
         t.expect_dtype(op, DType::F32)?;
         if t.shape() != ts[0].shape() {

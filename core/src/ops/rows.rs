@@ -62,17 +62,7 @@ fn f32_2d(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
     t.dims2(op)
 }
 
-/// All tensors are f32 with the shape of the first.
-fn same_shape(op: &'static str, ts: &[&Tensor]) -> Result<()> {
-    for t in ts {
-        t.expect_dtype(op, DType::F32)?;
-        if t.shape() != ts[0].shape() {
-            let shapes: Vec<&[usize]> = ts.iter().map(|t| t.shape()).collect();
-            return Err(Error::shape(op, "operands must have the same shape", &shapes));
-        }
-    }
-    Ok(())
-}
+use super::elementwise::same_shape;
 
 /// One workgroup per row, spread over a 2-D grid.
 fn row_groups(n: usize) -> [u32; 3] {
