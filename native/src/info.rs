@@ -7,7 +7,13 @@ use mmea_core::{Backend, Device, Result};
 pub fn run(backend: Backend, check: bool) -> Result<ExitCode> {
     let device = backend.open_blocking()?;
     match &device {
-        Device::Cpu => println!("backend: cpu ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        Device::Cpu => {
+            println!("backend: cpu ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            if backend == Backend::Auto {
+                println!("  (no hardware GPU adapter was found; `mmea --backend wgpu info` runs the shaders on a software");
+                println!("   adapter such as lavapipe if one is installed)");
+            }
+        }
         Device::Gpu(ctx) => {
             let r = ctx.report();
             println!("backend: wgpu");
@@ -27,6 +33,11 @@ pub fn run(backend: Backend, check: bool) -> Result<ExitCode> {
     }
     if !check {
         return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(device, Device::Cpu) {
+        println!("self-check of the CPU backend (each kernel's CPU twin against itself, i.e. a smoke test):");
+    } else {
+        println!("self-check: each kernel on this adapter against its CPU twin:");
     }
     let report = mmea_core::selfcheck::run(&device)?;
     for line in &report.lines {
