@@ -25,7 +25,11 @@ const { chromium } = require(path.join(__dirname, 'node_modules', 'playwright-co
     const title = await page.title();
     if (title !== 'PASS') problems.push(`page reported ${title}`);
     if (mode === 'webgpu' && !/WebGPU adapter:/.test(out)) problems.push('expected a WebGPU adapter');
-    if (mode === 'cpu' && !/WebGPU unavailable: .*CPU backend/.test(out)) problems.push('expected the CPU fallback with a reason');
+    if (mode === 'cpu' && !/WebGPU unavailable: navigator.gpu exists but requestAdapter\(\) found no adapter.*CPU backend/.test(out))
+      problems.push('expected the CPU fallback with its reason');
+    // Every self-check case must have run and passed, the reflection-attention layer included.
+    if (!/ok +reflection attention/.test(out) || !/self-check: [4-9]\d* passed, 0 failed/.test(out))
+      problems.push('expected the full self-check (including reflection attention) to pass');
     ok = problems.length === 0;
   } catch (e) {
     problems.push(String(e));
