@@ -12,6 +12,7 @@ pub mod autodiff;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod gpu;
 pub mod ops;
 pub mod selfcheck;

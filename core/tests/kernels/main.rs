@@ -6,6 +6,7 @@ mod common;
 
 mod autodiff;
 mod engine;
+mod evaluate;
 mod contrastive;
 mod elementwise;
 mod fusion;
