@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid, Arg, BROWSER_BINDING_LIMIT};
 use crate::ops::elementwise::add;
 use crate::ops::fusion::Assembler;
-use crate::ops::sinkhorn::slice_rows;
+use crate::ops::rows::slice_rows;
 use crate::ops::matmul::matmul_ex;
 use crate::ops::reduce::sum_all;
 use crate::shader;
@@ -90,7 +90,7 @@ fn tiled_ce(
     let mut col_grads: Option<Tensor> = None;
     for r0 in (0..b).step_by(rows) {
         let r1 = (r0 + rows).min(b);
-        let xb = slice_rows(x, r0, r1)?;
+        let xb = slice_rows(x, r0, r1 - r0)?;
         let s = matmul_ex(&xb, cols, None, false, true, inv_tau)?;
         let (g, loss) = ce_rows(op, s, r0, gold_off, mask_off, weight)?;
         losses.put(op, &loss, 0, loss_off + r0, r1 - r0)?;
@@ -187,7 +187,7 @@ pub fn icl(p: &Tensor, q: &Tensor, tau: f32, alpha: f32, block_rows: Option<usiz
     let (rows_b, cols_b) = tiled_ce(OP, q, &qp, b, Some(0), (1.0 - alpha) / b as f32, tau, block_rows, &mut losses, b)?;
     let cols = add(&cols_a, &cols_b)?; // [2B, d] = [g for Q ; g for P]
     let g_q = add(&rows_b, &slice_rows(&cols, 0, b)?)?;
-    let g_p = add(&rows_a, &slice_rows(&cols, b, 2 * b)?)?;
+    let g_p = add(&rows_a, &slice_rows(&cols, b, b)?)?;
     let loss = sum_all(&losses.finish()?)?;
     Ok((loss, g_p, g_q))
 }

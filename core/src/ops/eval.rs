@@ -14,7 +14,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Arg, MAX_GROUPS_PER_DIM};
 use crate::ops::matmul::matmul_ex;
-use crate::ops::sinkhorn::{chunk_plan, slice_rows, TiledMatrix};
+use crate::ops::rows::slice_rows;
+use crate::ops::sinkhorn::{chunk_plan, TiledMatrix};
 use crate::shader;
 use crate::tensor::{DType, Device, Tensor};
 
@@ -76,7 +77,7 @@ pub fn similarity_tiles(p: &Tensor, q: &Tensor, block_rows: usize) -> Result<Til
     let mut r0 = 0;
     while r0 < n {
         let r1 = n.min(r0 + block_rows);
-        let pb = if r0 == 0 && r1 == n { p.clone() } else { slice_rows(p, r0, r1)? };
+        let pb = slice_rows(p, r0, r1 - r0)?;
         blocks.push(matmul_ex(&pb, q, None, false, true, 1.0)?);
         r0 = r1;
     }

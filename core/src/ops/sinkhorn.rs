@@ -132,7 +132,7 @@ impl TiledMatrix {
         let mut r0 = 0;
         while r0 < rows {
             let r1 = rows.min(r0 + per);
-            blocks.push(slice_rows(t, r0, r1)?);
+            blocks.push(crate::ops::rows::slice_rows(t, r0, r1 - r0)?);
             r0 = r1;
         }
         Ok(TiledMatrix { blocks, rows, cols })
@@ -236,11 +236,6 @@ impl TiledMatrix {
         }
         Ok(())
     }
-}
-
-/// Rows `r0..r1` of a 2-D tensor (see [`crate::ops::rows::slice_rows`]).
-pub(crate) fn slice_rows(t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
-    crate::ops::rows::slice_rows(t, r0, r1.saturating_sub(r0))
 }
 
 /// How a column reduction over a tiled matrix is cut: chunks of `chunk` rows that never cross a block;

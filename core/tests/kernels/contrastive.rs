@@ -226,15 +226,6 @@ fn tape_contrastive_losses_scale_saved_gradients() {
     }
 }
 
-#[test]
-fn contrastive_wgsl_validates() {
-    let src = include_str!("../../../shaders/contrastive.wgsl");
-    let module = naga::front::wgsl::parse_str(src).expect("contrastive.wgsl parses");
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .expect("contrastive.wgsl validates");
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]

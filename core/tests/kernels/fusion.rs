@@ -342,15 +342,6 @@ fn tape_lmf_combine_matches_finite_differences() {
     assert_close("g_beta", &vals(g.get(&bv).unwrap()), &finite_diff(&beta, 1e-2, |v| loss(&f, &lambda, v)), 2e-3, 2e-3);
 }
 
-#[test]
-fn low_rank_fusion_wgsl_validates() {
-    let src = include_str!("../../../shaders/low_rank_fusion.wgsl");
-    let module = naga::front::wgsl::parse_str(src).expect("low_rank_fusion.wgsl parses");
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .expect("low_rank_fusion.wgsl validates");
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
     #[test]
