@@ -213,6 +213,25 @@ pub mod ad {
         }))
     }
 
+    /// The same elements under another shape; the backward reshapes the gradient back.
+    pub fn reshape(tape: &Tape, x: &Var, shape: &[usize]) -> Result<Var> {
+        let y = x.value.reshape(shape)?;
+        let back = x.value.shape().to_vec();
+        Ok(tape.record(y, &[x], move |g| Ok(vec![Some(g.reshape(&back)?)])))
+    }
+
+    /// `s[0] · x` for a one-element `s`; saves both (`g_s = Σ g ⊙ x`, `g_x = s g`).
+    pub fn scale_by(tape: &Tape, s: &Var, x: &Var) -> Result<Var> {
+        let y = ops::scale_by(&s.value, &x.value)?;
+        let (sv, xv) = (s.value.clone(), x.value.clone());
+        let (need_s, need_x) = (s.needs_grad(), x.needs_grad());
+        Ok(tape.record(y, &[s, x], move |g| {
+            let gs = if need_s { Some(ops::sum_all(&ops::mul(g, &xv)?)?.reshape(sv.shape())?) } else { None };
+            let gx = if need_x { Some(ops::scale_by(&sv, g)?) } else { None };
+            Ok(vec![gs, gx])
+        }))
+    }
+
     /// Sum of all elements, a `[1]` scalar.
     pub fn sum(tape: &Tape, x: &Var) -> Result<Var> {
         let y = ops::sum_all(&x.value)?;

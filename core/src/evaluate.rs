@@ -74,6 +74,18 @@ pub async fn evaluate(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions) ->
     let idx = |f: fn(&(u32, u32)) -> u32| Tensor::from_u32(&dev, pairs.iter().map(f).collect(), &[n]);
     let p = l2_normalize(&gather_rows(emb, &idx(|p| p.0)?)?)?;
     let q = l2_normalize(&gather_rows(emb, &idx(|p| p.1)?)?)?;
+    evaluate_normalized(&p, &q, opts).await
+}
+
+/// Evaluate row-normalised query embeddings `p` `[n, d]` against candidates `q` `[n, d]`, where the gold
+/// answer of query i is candidate i (what [`evaluate`] does after gathering the test pairs' rows).
+pub async fn evaluate_normalized(p: &Tensor, q: &Tensor, opts: &EvalOptions) -> Result<EvalReport> {
+    const OP: &str = "evaluate";
+    let (n, d) = p.dims2(OP)?;
+    if q.shape() != [n, d] || n == 0 {
+        return Err(Error::shape(OP, "queries and candidates must be non-empty and of equal shape", &[p.shape(), q.shape()]));
+    }
+    let (p, q) = (p.clone(), q.clone());
     let block_rows = opts.block_rows.unwrap_or_else(|| (BROWSER_BINDING_LIMIT as usize / (4 * n)).clamp(1, n));
     let s: TiledMatrix = similarity_tiles(&p, &q, block_rows)?;
 
@@ -92,4 +104,9 @@ pub async fn evaluate(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions) ->
 #[cfg(not(target_arch = "wasm32"))]
 pub fn evaluate_blocking(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
     pollster::block_on(evaluate(emb, pairs, opts))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn evaluate_normalized_blocking(p: &Tensor, q: &Tensor, opts: &EvalOptions) -> Result<EvalReport> {
+    pollster::block_on(evaluate_normalized(p, q, opts))
 }

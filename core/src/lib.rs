@@ -14,9 +14,13 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 pub mod selfcheck;
 pub mod tensor;
+/// Training needs blocking readbacks: native only (the browser runs inference).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::{Backend, DType, Device, Tensor};

@@ -1,8 +1,13 @@
 //! `mmea`: multi-modal entity alignment on any GPU (or the CPU).
 
 mod bench;
+mod ckpt_cmd;
 mod data_cmd;
+mod fsx;
 mod info;
+mod plot;
+mod setup;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +43,51 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Train a model (LoginMEA) on a dataset or the embedded demo pair; evaluate; keep a run directory
+    /// with the config, split, metrics, checkpoint and training curve.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a checkpoint on its test split (or dev/train) with the protocol of training.
+    Eval {
+        #[command(flatten)]
+        ck: ckpt_cmd::CkptArgs,
+        #[arg(long, value_enum, default_value = "test")]
+        split: ckpt_cmd::Part,
+        /// Skip Sinkhorn decoding.
+        #[arg(long)]
+        no_sinkhorn: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Align every source (KG1) entity: its top-k KG2 candidates with scores, as TSV.
+    Align {
+        #[command(flatten)]
+        ck: ckpt_cmd::CkptArgs,
+        /// Candidates per source entity (at most 16).
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Re-rank each entity's 16 best candidates by sparse Sinkhorn (LightEA style).
+        #[arg(long)]
+        sinkhorn: bool,
+        #[arg(long, default_value_t = 0.02)]
+        sinkhorn_eps: f32,
+        #[arg(long, default_value_t = 15)]
+        sinkhorn_iters: usize,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Export the joint embedding for the TensorFlow Embedding Projector.
+    Export {
+        #[command(flatten)]
+        ck: ckpt_cmd::CkptArgs,
+        /// Output directory (tensors.tsv, metadata.tsv, projector_config.json).
+        #[arg(long)]
+        projector: std::path::PathBuf,
+        /// Only the first N entities (KG1 first).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Inspect and validate datasets.
     Data {
         #[command(subcommand)]
@@ -49,10 +99,19 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        // Until the trainer lands, the default job is the adapter report plus the kernel self-check.
-        None => info::run(cli.backend, true),
+        // The default job: train on the embedded demo pair and print the metrics.
+        None => train_cmd::run(train_cmd::TrainArgs::demo(), cli.backend).map(|_| ExitCode::SUCCESS),
+        Some(Command::Train(args)) => train_cmd::run(args, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Info { no_check }) => info::run(cli.backend, !no_check),
         Some(Command::Bench { quick, runs }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
+        Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
+        Some(Command::Align { ck, top_k, sinkhorn, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
+            ck,
+            ckpt_cmd::AlignOpts { top_k, sinkhorn, eps: sinkhorn_eps, iters: sinkhorn_iters, output },
+            cli.backend,
+        )
+        .map(|_| ExitCode::SUCCESS),
+        Some(Command::Export { ck, projector, limit }) => ckpt_cmd::export(ck, &projector, limit, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Data { command }) => data_cmd::run(command),
     };
     match result {

@@ -100,6 +100,18 @@ impl AdamW {
         self.state.get(i).and_then(|s| s.as_ref()).map(|s| (&s.m, &s.v, s.t))
     }
 
+    /// Restores parameter `i`'s moments and step count (resuming a run), out of `num_params` parameters.
+    pub fn restore_moments(&mut self, num_params: usize, i: usize, m: Tensor, v: Tensor, t: u64) -> Result<()> {
+        if i >= num_params || m.shape() != v.shape() {
+            return Err(Error::invalid("adamw", format!("cannot restore moments {i} of {num_params} (shapes {:?}, {:?})", m.shape(), v.shape())));
+        }
+        if self.state.len() != num_params {
+            self.state = (0..num_params).map(|_| None).collect();
+        }
+        self.state[i] = Some(Moments { m, v, t });
+        Ok(())
+    }
+
     /// The constants of an update at step `t` (1-based), in f64 on the host.
     pub fn consts(&self, t: u64) -> AdamWConsts {
         let t = t as f64;

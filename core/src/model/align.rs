@@ -1,0 +1,109 @@
+//! Alignment of whole KGs (not only test pairs): for every source entity, its top-k candidates among all
+//! target entities, by cosine of the joint embedding, optionally re-ranked by sparse Sinkhorn over the
+//! kept candidates (LightEA style).
+//!
+//! The joint embedding stays in `[N, d]` column blocks: each block's rows are scaled by the inverse norm
+//! of the **joint** row, so `Σ_b P_b Q_bᵀ` is the cosine matrix, and the score matrix is formed in row
+//! chunks that fit one 128 MiB binding. Nothing of size `N × d·blocks` or `N₁ × N₂` is ever allocated,
+//! so memory stays bounded for 100k entities.
+
+use crate::error::{Error, Result};
+use crate::gpu::BROWSER_BINDING_LIMIT;
+use crate::ops::eval::{topk_rows, MAX_K};
+use crate::ops::sinkhorn::{sinkhorn_topk_indexed, TiledMatrix, TopkIndex};
+use crate::ops::{add, gather_rows, matmul_ex, row_dot, scale_rows, slice_rows};
+use crate::tensor::{Device, Tensor};
+
+/// Rows `idx` of each block, scaled by `1 / ‖joint row‖` (so the blocks side by side are unit rows).
+pub async fn normalized_blocks(blocks: &[Tensor], idx: &[u32]) -> Result<Vec<Tensor>> {
+    const OP: &str = "normalized_blocks";
+    let first = blocks.first().ok_or_else(|| Error::invalid(OP, "no embedding blocks"))?;
+    let dev = first.device();
+    let n = idx.len();
+    let ids = Tensor::from_u32(&dev, idx.to_vec(), &[n])?;
+    let rows: Vec<Tensor> = blocks.iter().map(|b| gather_rows(b, &ids)).collect::<Result<_>>()?;
+    let mut sq = row_dot(&rows[0], &rows[0])?;
+    for r in &rows[1..] {
+        sq = add(&sq, &row_dot(r, r)?)?;
+    }
+    let inv: Vec<f32> = sq.to_vec_f32().await?.into_iter().map(|s| 1.0 / s.sqrt().max(1e-12)).collect();
+    let inv = Tensor::from_f32(&dev, inv, &[n])?;
+    rows.iter().map(|r| scale_rows(r, &inv)).collect()
+}
+
+/// Each source row's best `k` candidates: `cols[i*k + j]` (target positions) and `scores` (cosine),
+/// best first.
+#[derive(Clone, Debug)]
+pub struct Candidates {
+    pub rows: usize,
+    pub k: usize,
+    pub cols: Vec<u32>,
+    pub scores: Vec<f32>,
+}
+
+/// Top-k targets by cosine for every source row; `p`, `q` from [`normalized_blocks`]. `k ≤ 16`.
+pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Candidates> {
+    const OP: &str = "top_candidates";
+    if p.len() != q.len() || p.is_empty() {
+        return Err(Error::invalid(OP, "source and target must have the same (non-zero) number of blocks"));
+    }
+    let (n1, _) = p[0].dims2(OP)?;
+    let (n2, _) = q[0].dims2(OP)?;
+    if k == 0 || k > MAX_K.min(n2) {
+        return Err(Error::invalid(OP, format!("k must be in 1..={} (at most {MAX_K}, and at most the {n2} targets)", MAX_K.min(n2))));
+    }
+    let chunk = (BROWSER_BINDING_LIMIT as usize / (4 * n2)).clamp(1, n1.max(1));
+    let (mut cols, mut scores) = (Vec::with_capacity(n1 * k), Vec::with_capacity(n1 * k));
+    let mut r0 = 0;
+    while r0 < n1 {
+        let len = chunk.min(n1 - r0);
+        let mut s: Option<Tensor> = None;
+        for (pb, qb) in p.iter().zip(q) {
+            let part = matmul_ex(&slice_rows(pb, r0, len)?, qb, None, false, true, 1.0)?;
+            s = Some(match s {
+                None => part,
+                Some(acc) => add(&acc, &part)?,
+            });
+        }
+        let s = s.ok_or_else(|| Error::invalid(OP, "no blocks"))?;
+        let top = topk_rows(&TiledMatrix::whole(&s)?, k)?;
+        cols.extend(top.indices.to_vec_u32().await?);
+        scores.extend(top.values.to_vec_f32().await?);
+        r0 += len;
+    }
+    Ok(Candidates { rows: n1, k, cols, scores })
+}
+
+/// Re-ranks each row's kept candidates by the log-plan of sparse Sinkhorn over them (uniform marginals,
+/// `m` targets, temperature `eps`); returns the candidates sorted by plan value (the `scores` become
+/// the log-plan values).
+pub async fn sinkhorn_rerank(device: &Device, c: &Candidates, m: usize, eps: f32, iters: usize) -> Result<Candidates> {
+    let index = TopkIndex::new(device, &c.cols, c.rows, c.k, m)?;
+    let scores = Tensor::from_f32(device, c.scores.clone(), &[c.rows, c.k])?;
+    let plan = sinkhorn_topk_indexed(&index, &scores, eps, iters)?.to_vec_f32().await?;
+    let (mut cols, mut out) = (Vec::with_capacity(c.cols.len()), Vec::with_capacity(c.cols.len()));
+    for i in 0..c.rows {
+        let mut order: Vec<usize> = (0..c.k).collect();
+        let row = &plan[i * c.k..(i + 1) * c.k];
+        // Higher plan first; ties keep the cosine order.
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        for j in order {
+            cols.push(c.cols[i * c.k + j]);
+            out.push(row[j]);
+        }
+    }
+    Ok(Candidates { rows: c.rows, k: c.k, cols, scores: out })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn normalized_blocks_blocking(blocks: &[Tensor], idx: &[u32]) -> Result<Vec<Tensor>> {
+    pollster::block_on(normalized_blocks(blocks, idx))
+}
+#[cfg(not(target_arch = "wasm32"))]
+pub fn top_candidates_blocking(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Candidates> {
+    pollster::block_on(top_candidates(p, q, k))
+}
+#[cfg(not(target_arch = "wasm32"))]
+pub fn sinkhorn_rerank_blocking(device: &Device, c: &Candidates, m: usize, eps: f32, iters: usize) -> Result<Candidates> {
+    pollster::block_on(sinkhorn_rerank(device, c, m, eps, iters))
+}

@@ -1,0 +1,435 @@
+//! The training loop (mmea-spec §3 and §4.5): full-graph forward every epoch, the loss over chunks of the
+//! training pairs, one AdamW step per epoch, iterative learning (mutual-nearest-neighbour bootstrapping),
+//! evaluation and model selection.
+//!
+//! Two protocols:
+//! - **clean** (default): one AdamW with the paper's hyper-parameters (lr 5e-3, weight decay 1e-2); with
+//!   iterative learning the lr drops to lr/5 once at `il_start` (one new optimiser, as the spec's clean
+//!   variant); evaluation during training is on the **dev** split (carved from the training pairs) and the
+//!   model is selected on it; the test split is evaluated once, on the selected model.
+//! - **reference**: the released code's behaviour: lr 5e-4, weight decay 0.01, and from `il_start` on a
+//!   fresh AdamW(lr/5) **every epoch** (the `epoch == epoch >= il_start` quirk: ≈ sign-SGD), evaluation on
+//!   the **test** pairs every interval, best epoch chosen on test. For side-by-side comparisons only.
+//!
+//! Everything is deterministic for a seed: the per-epoch shuffle is seeded by `(seed, epoch)`, the kernels
+//! use no atomics, so a resumed run (see [`TrainerState`]) repeats an uninterrupted one exactly.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::Tape;
+use crate::data::rng::Rng;
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::evaluate::{evaluate_normalized_blocking, EvalOptions, EvalReport, SinkhornDecoding};
+use crate::gpu::BROWSER_BINDING_LIMIT;
+use crate::model::{embed_blocks, embed_rows, tape_vars, Inputs, LoginMea, Params};
+use crate::ops::eval::{argmax_cols, argmax_rows, mutual_nn, similarity_tiles};
+use crate::ops::AdamW;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Clean,
+    Reference,
+}
+
+/// Settings of the loop (the model's own settings are in its config).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub protocol: Protocol,
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Train pairs per loss chunk (3500).
+    pub batch: usize,
+    /// Iterative learning (MNN bootstrapping, §3).
+    pub iterative: bool,
+    /// First epoch of iterative learning (and of the lr/5 optimiser).
+    pub il_start: usize,
+    /// `semi_learn_step`: MNN check every `il_step` epochs, pairs added every `10·il_step`.
+    pub il_step: usize,
+    /// Evaluate every this many epochs (and after the last).
+    pub eval_every: usize,
+    pub seed: u64,
+    /// CSLS k for evaluation (3); 0 turns CSLS off.
+    pub csls_k: usize,
+    pub sinkhorn_eps: f32,
+    pub sinkhorn_iters: usize,
+}
+
+impl TrainConfig {
+    /// The protocol's defaults (mmea-spec §4.5; the paper's supplementary Table 2 for clean).
+    pub fn for_protocol(protocol: Protocol) -> TrainConfig {
+        match protocol {
+            Protocol::Clean => TrainConfig {
+                protocol,
+                epochs: 600,
+                lr: 5e-3,
+                weight_decay: 1e-2,
+                batch: 3500,
+                iterative: false,
+                il_start: 50,
+                il_step: 5,
+                eval_every: 10,
+                seed: 2023,
+                csls_k: 3,
+                sinkhorn_eps: 0.02,
+                sinkhorn_iters: 10,
+            },
+            Protocol::Reference => TrainConfig {
+                protocol,
+                epochs: 1000,
+                lr: 5e-4,
+                weight_decay: 0.01,
+                batch: 3500,
+                iterative: true,
+                il_start: 50,
+                il_step: 5,
+                eval_every: 50,
+                seed: 2023,
+                csls_k: 3,
+                sinkhorn_eps: 0.02,
+                sinkhorn_iters: 10,
+            },
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |d: String| Err(Error::invalid("train config", d));
+        if self.epochs == 0 || self.batch == 0 || self.eval_every == 0 || self.il_step == 0 {
+            return bad("epochs, batch, eval-every and il-step must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0) {
+            return bad(format!("lr must be positive and weight decay non-negative (got {}, {})", self.lr, self.weight_decay));
+        }
+        Ok(())
+    }
+
+    /// The evaluation options of this config.
+    pub fn eval_options(&self, sinkhorn: bool) -> EvalOptions {
+        EvalOptions {
+            csls_k: (self.csls_k > 0).then_some(self.csls_k),
+            sinkhorn: sinkhorn.then_some(SinkhornDecoding { eps: self.sinkhorn_eps, iters: self.sinkhorn_iters }),
+            block_rows: None,
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub train_pairs: usize,
+    /// Iterative learning this epoch: MNN pairs found, candidates kept, pairs added (and how many of
+    /// those are gold test/dev pairs: reported for the log only, never used).
+    pub il: Option<IlEvent>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IlEvent {
+    pub mnn: usize,
+    pub candidates: usize,
+    pub added: usize,
+    pub added_correct: usize,
+}
+
+/// One evaluation during training.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalRecord {
+    /// Epochs completed when it ran.
+    pub epoch: usize,
+    /// `dev` (clean) or `test` (reference).
+    pub split: &'static str,
+    pub report: EvalReport,
+    /// The selection score (l2r H@1 with CSLS if on, else plain).
+    pub score: f64,
+    pub improved: bool,
+}
+
+/// The best model so far.
+#[derive(Clone, Debug)]
+pub struct Best {
+    pub epoch: usize,
+    pub score: f64,
+    pub params: Params,
+}
+
+/// Everything needed to continue a run exactly (see `mmea train --resume`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub train_pairs: Vec<(u32, u32)>,
+    pub il_candidates: Vec<(u32, u32)>,
+    pub adam_step: u64,
+    pub adam_lr: f64,
+    /// Step count per parameter (0 = no moments).
+    pub adam_t: Vec<u64>,
+    pub best_epoch: Option<usize>,
+    pub best_score: Option<f64>,
+    pub lr_dropped: bool,
+}
+
+pub struct Trainer {
+    pub model: LoginMea,
+    pub inputs: Inputs,
+    pub cfg: TrainConfig,
+    pub split: Split,
+    pub params: Params,
+    pub adamw: AdamW,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Seed pairs plus the pairs iterative learning added.
+    pub train_pairs: Vec<(u32, u32)>,
+    pub il_candidates: Vec<(u32, u32)>,
+    pub best: Option<Best>,
+    lr_dropped: bool,
+}
+
+fn selection_score(r: &EvalReport) -> f64 {
+    let m = r.csls.as_ref().unwrap_or(&r.plain).l2r;
+    // H@1 first; MRR breaks ties (scaled so it never outweighs one H@1 step on ≤ 10⁶ pairs).
+    m.hits1 + 1e-7 * m.mrr
+}
+
+impl Trainer {
+    pub fn new(model: LoginMea, inputs: Inputs, cfg: TrainConfig, split: Split, params: Params) -> Result<Trainer> {
+        cfg.validate()?;
+        if split.train.is_empty() {
+            return Err(Error::invalid("train", "the split has no training pairs"));
+        }
+        if cfg.protocol == Protocol::Clean && split.dev.is_empty() {
+            return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
+        }
+        let mut adamw = AdamW::new(cfg.lr);
+        adamw.weight_decay = cfg.weight_decay;
+        let train_pairs = split.train.clone();
+        Ok(Trainer { model, inputs, cfg, split, params, adamw, epoch: 0, train_pairs, il_candidates: Vec::new(), best: None, lr_dropped: false })
+    }
+
+    /// Runs one epoch: forward, loss, backward, optimiser step, then iterative learning if due.
+    pub fn run_epoch(&mut self) -> Result<EpochStats> {
+        let e = self.epoch;
+        let cfg = &self.cfg;
+        // Optimiser schedule (§3.3).
+        if e >= cfg.il_start && (cfg.iterative || cfg.protocol == Protocol::Reference) {
+            match cfg.protocol {
+                Protocol::Reference => {
+                    self.adamw.lr = cfg.lr / 5.0;
+                    self.adamw.reset_state();
+                }
+                Protocol::Clean if !self.lr_dropped => {
+                    self.adamw.lr = cfg.lr / 5.0;
+                    self.adamw.reset_state();
+                    self.lr_dropped = true;
+                }
+                Protocol::Clean => {}
+            }
+        }
+        let mut pairs = self.train_pairs.clone();
+        Rng::new(cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);
+
+        let tape = Tape::new();
+        let (vars, map) = tape_vars(&tape, &self.params, true);
+        let out = self.model.forward(&tape, &map, &self.inputs)?;
+        let loss = self.model.loss(&tape, &out.blocks, &pairs, cfg.batch, self.inputs.n)?;
+        let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::NonFinite {
+                op: "train",
+                detail: format!("the loss is {loss_value} at epoch {e}; the last good checkpoint is kept. Lower the learning rate (now {})", self.adamw.lr),
+            });
+        }
+        let mut grads = tape.backward(&loss)?;
+        let g: Vec<Option<Tensor>> = vars.iter().map(|v| grads.take(v)).collect();
+        drop(out);
+        drop(tape);
+        let gr: Vec<Option<&Tensor>> = g.iter().map(Option::as_ref).collect();
+        self.adamw.step_some(self.params.tensors_mut(), &gr)?;
+        self.epoch += 1;
+
+        let il = if cfg.iterative && e >= cfg.il_start { self.iterative_step(e)? } else { None };
+        Ok(EpochStats { epoch: e, loss: loss_value, train_pairs: self.train_pairs.len(), il })
+    }
+
+    /// §3 step 1–2 at the end of epoch `e`.
+    fn iterative_step(&mut self, e: usize) -> Result<Option<IlEvent>> {
+        let s = self.cfg.il_step;
+        if (e + 1) % s != 0 {
+            return Ok(None);
+        }
+        let mnn = self.mutual_nearest()?;
+        let found = mnn.len();
+        if (e + 1) % (10 * s) == s {
+            self.il_candidates = mnn;
+        } else {
+            let set: HashSet<(u32, u32)> = mnn.into_iter().collect();
+            self.il_candidates.retain(|p| set.contains(p));
+        }
+        let candidates = self.il_candidates.len();
+        let (mut added, mut correct) = (0, 0);
+        if (e + 1) % (10 * s) == 0 && !self.il_candidates.is_empty() {
+            let gold: HashSet<(u32, u32)> = self.split.test.iter().chain(&self.split.dev).copied().collect();
+            correct = self.il_candidates.iter().filter(|p| gold.contains(p)).count();
+            added = self.il_candidates.len();
+            self.train_pairs.append(&mut self.il_candidates);
+        }
+        Ok(Some(IlEvent { mnn: found, candidates, added, added_correct: correct }))
+    }
+
+    /// Mutual nearest neighbours between the KG1 and KG2 entities not in any training pair (§3).
+    pub fn mutual_nearest(&self) -> Result<Vec<(u32, u32)>> {
+        let used_l: HashSet<u32> = self.train_pairs.iter().map(|p| p.0).collect();
+        let used_r: HashSet<u32> = self.train_pairs.iter().map(|p| p.1).collect();
+        let (n1, n) = (self.inputs.n1 as u32, self.inputs.n as u32);
+        let left: Vec<u32> = (0..n1).filter(|i| !used_l.contains(i)).collect();
+        let right: Vec<u32> = (n1..n).filter(|i| !used_r.contains(i)).collect();
+        if left.is_empty() || right.is_empty() {
+            return Ok(Vec::new());
+        }
+        let blocks = embed_blocks(&self.model, &self.params, &self.inputs)?;
+        let p = embed_rows(&blocks, &left)?;
+        let q = embed_rows(&blocks, &right)?;
+        let rows = (BROWSER_BINDING_LIMIT as usize / (4 * right.len())).clamp(1, left.len());
+        let sim = similarity_tiles(&p, &q, rows)?;
+        let pl = argmax_rows(&sim)?.to_vec_u32_blocking()?;
+        let pr = argmax_cols(&sim)?.to_vec_u32_blocking()?;
+        Ok(mutual_nn(&pl, &pr).into_iter().map(|(i, j)| (left[i as usize], right[j as usize])).collect())
+    }
+
+    /// Evaluates the current parameters on `pairs`.
+    pub fn evaluate_on(&self, params: &Params, pairs: &[(u32, u32)], sinkhorn: bool) -> Result<EvalReport> {
+        evaluate_params(&self.model, params, &self.inputs, pairs, &self.cfg.eval_options(sinkhorn))
+    }
+
+    /// The in-training evaluation: dev (clean) or test (reference); keeps the best parameters.
+    pub fn evaluate_and_select(&mut self) -> Result<EvalRecord> {
+        let (split, pairs) = match self.cfg.protocol {
+            Protocol::Clean => ("dev", &self.split.dev),
+            Protocol::Reference => ("test", &self.split.test),
+        };
+        let report = self.evaluate_on(&self.params, pairs, false)?;
+        let score = selection_score(&report);
+        let improved = self.best.as_ref().is_none_or(|b| score > b.score);
+        if improved {
+            self.best = Some(Best { epoch: self.epoch, score, params: self.params.snapshot_blocking()? });
+        }
+        Ok(EvalRecord { epoch: self.epoch, split, report, score, improved })
+    }
+
+    /// Whether an evaluation is due after the epoch just completed.
+    pub fn eval_due(&self) -> bool {
+        self.epoch % self.cfg.eval_every == 0 || self.epoch == self.cfg.epochs
+    }
+
+    pub fn done(&self) -> bool {
+        self.epoch >= self.cfg.epochs
+    }
+
+    /// The selected parameters (best on dev, or on test in the reference protocol), else the current.
+    pub fn selected(&self) -> (&Params, usize) {
+        match &self.best {
+            Some(b) => (&b.params, b.epoch),
+            None => (&self.params, self.epoch),
+        }
+    }
+
+    /// State for resuming (the tensors go separately: [`Trainer::state_tensors`]).
+    pub fn state(&self) -> TrainerState {
+        TrainerState {
+            epoch: self.epoch,
+            train_pairs: self.train_pairs.clone(),
+            il_candidates: self.il_candidates.clone(),
+            adam_step: self.adamw.step,
+            adam_lr: self.adamw.lr,
+            adam_t: (0..self.params.len()).map(|i| self.adamw.moments(i).map_or(0, |m| m.2)).collect(),
+            best_epoch: self.best.as_ref().map(|b| b.epoch),
+            best_score: self.best.as_ref().map(|b| b.score),
+            lr_dropped: self.lr_dropped,
+        }
+    }
+
+    /// Parameters, optimiser moments (`adam.m.NAME`, `adam.v.NAME`) and the best parameters
+    /// (`best.NAME`), as named tensors for a resume file.
+    pub fn state_tensors(&self) -> Result<Params> {
+        let mut out = Params::new();
+        for (i, (name, t)) in self.params.names().iter().zip(self.params.tensors()).enumerate() {
+            out.push(name.clone(), t.clone());
+            if let Some((m, v, _)) = self.adamw.moments(i) {
+                out.push(format!("adam.m.{name}"), m.clone());
+                out.push(format!("adam.v.{name}"), v.clone());
+            }
+        }
+        if let Some(b) = &self.best {
+            for (name, t) in b.params.names().iter().zip(b.params.tensors()) {
+                out.push(format!("best.{name}"), t.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores a state written by [`Trainer::state`] and [`Trainer::state_tensors`].
+    pub fn restore(&mut self, st: &TrainerState, tensors: &Params, path: &str) -> Result<()> {
+        let dev = self.inputs.device();
+        let fmt = |d: String| Error::Format { path: path.into(), detail: d };
+        if st.adam_t.len() != self.params.len() {
+            return Err(fmt(format!("the resume state has {} parameters, the model {}", st.adam_t.len(), self.params.len())));
+        }
+        let names: Vec<String> = self.params.names().to_vec();
+        let mut restored = Params::new();
+        let mut best = Params::new();
+        let copy = |t: &Tensor| -> Result<Tensor> { Tensor::from_f32(&dev, t.to_vec_f32_blocking()?, t.shape()) };
+        let mut adamw = AdamW::new(st.adam_lr);
+        adamw.weight_decay = self.cfg.weight_decay;
+        adamw.step = st.adam_step;
+        for (i, name) in names.iter().enumerate() {
+            let t = tensors.get(name).map_err(|_| fmt(format!("the resume state lacks `{name}`")))?;
+            if t.shape() != self.params.tensors()[i].shape() {
+                return Err(fmt(format!("`{name}` has shape {:?}, the model needs {:?}", t.shape(), self.params.tensors()[i].shape())));
+            }
+            restored.push(name.clone(), copy(t)?);
+            if st.adam_t[i] > 0 {
+                let m = tensors.get(&format!("adam.m.{name}")).map_err(|_| fmt(format!("the resume state lacks the moments of `{name}`")))?;
+                let v = tensors.get(&format!("adam.v.{name}")).map_err(|_| fmt(format!("the resume state lacks the moments of `{name}`")))?;
+                adamw.restore_moments(names.len(), i, copy(m)?, copy(v)?, st.adam_t[i])?;
+            }
+            if st.best_epoch.is_some() {
+                let b = tensors.get(&format!("best.{name}")).map_err(|_| fmt(format!("the resume state lacks the best copy of `{name}`")))?;
+                best.push(name.clone(), copy(b)?);
+            }
+        }
+        self.params = restored;
+        self.adamw = adamw;
+        self.epoch = st.epoch;
+        self.train_pairs = st.train_pairs.clone();
+        self.il_candidates = st.il_candidates.clone();
+        self.lr_dropped = st.lr_dropped;
+        self.best = match (st.best_epoch, st.best_score) {
+            (Some(epoch), Some(score)) => Some(Best { epoch, score, params: best }),
+            _ => None,
+        };
+        Ok(())
+    }
+}
+
+/// Evaluates a model's parameters on `pairs` with the protocol of §2.
+pub fn evaluate_params(model: &LoginMea, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
+    if pairs.is_empty() {
+        return Err(Error::invalid("evaluate", "no pairs to evaluate"));
+    }
+    let blocks = embed_blocks(model, params, inputs)?;
+    let left: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+    let right: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+    let p = embed_rows(&blocks, &left)?;
+    let q = embed_rows(&blocks, &right)?;
+    evaluate_normalized_blocking(&p, &q, opts)
+}
+
+/// Names → tensors of a [`Params`] (for callers that look tensors up repeatedly).
+pub fn by_name(p: &Params) -> HashMap<&str, &Tensor> {
+    p.names().iter().map(String::as_str).zip(p.tensors()).collect()
+}

@@ -1,0 +1,214 @@
+//! `mmea eval | align | export`: use a checkpoint written by `mmea train`.
+//!
+//! A checkpoint carries its run spec (data, modalities, model config), the dataset fingerprint and the
+//! split, so these commands rebuild exactly the inputs it was trained on, and refuse data that does not
+//! match (a different dataset, other modalities, other dimensions).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use mmea_core::data::{Dataset, Split};
+use mmea_core::model::align::{normalized_blocks_blocking, sinkhorn_rerank_blocking, top_candidates_blocking};
+use mmea_core::model::{embed_blocks, CheckpointData, Fingerprint, Inputs, LoginMea, Params};
+use mmea_core::train::evaluate_params;
+use mmea_core::{Backend, Device, Error, Result};
+
+use crate::fsx;
+use crate::setup::{self, RunSpec};
+use crate::train_cmd::render_report;
+
+#[derive(Args, Debug)]
+pub struct CkptArgs {
+    /// The checkpoint (`checkpoint.safetensors` of a run directory).
+    pub checkpoint: PathBuf,
+    /// The dataset directory, if not where the checkpoint says (`demo` for the embedded pair).
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Part {
+    Train,
+    Dev,
+    Test,
+}
+
+/// A checkpoint with everything rebuilt around it.
+pub struct Loaded {
+    pub spec: RunSpec,
+    pub ds: Dataset,
+    pub split: Split,
+    pub inputs: Inputs,
+    pub model: LoginMea,
+    pub params: Params,
+    pub device: Device,
+}
+
+pub fn load(args: &CkptArgs, backend: Backend) -> Result<Loaded> {
+    let path = args.checkpoint.display().to_string();
+    let ck = CheckpointData::parse(&path, &fsx::read(&args.checkpoint)?)?;
+    let fmt = |d: String| Error::Format { path: path.clone(), detail: d };
+    let model_name = ck.meta(&path, "model")?;
+    if model_name != "loginmea" {
+        return Err(fmt(format!("model `{model_name}` is not known to this version")));
+    }
+    let mut spec: RunSpec = setup::parse_json(&path, ck.meta(&path, "run_spec")?)?;
+    if let Some(d) = &args.data {
+        spec.data = d.clone();
+    }
+    let ds = setup::load_dataset(&spec.data)?;
+    let fp: Fingerprint = setup::parse_json(&path, ck.meta(&path, "dataset")?)?;
+    if let Some(why) = fp.mismatch(&Fingerprint::of(&ds)) {
+        return Err(fmt(format!("does not match the data at `{}`: {why}", spec.data)));
+    }
+    let split = Split::from_tsv(&ds, &format!("{path} (split metadata)"), ck.meta(&path, "split")?.as_bytes())?;
+    let device = backend.open_blocking()?;
+    let inputs = setup::build_inputs(&device, &ds, &spec)?;
+    let model = LoginMea::new(spec.model.clone(), &inputs)?;
+    // The shapes a model built from this data needs (values unused).
+    let expected = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 0)?;
+    let params = ck.params(&device)?;
+    expected.check_compatible(&params, &path)?;
+    // Keep the model's parameter order.
+    let mut ordered = Params::new();
+    for name in expected.names() {
+        ordered.push(name.clone(), params.get(name)?.clone());
+    }
+    Ok(Loaded { spec, ds, split, inputs, model, params: ordered, device })
+}
+
+pub fn eval(args: CkptArgs, part: Part, sinkhorn: bool, json: bool, backend: Backend) -> Result<()> {
+    let l = load(&args, backend)?;
+    let (name, pairs) = match part {
+        Part::Train => ("train", &l.split.train),
+        Part::Dev => ("dev", &l.split.dev),
+        Part::Test => ("test", &l.split.test),
+    };
+    let report = evaluate_params(&l.model, &l.params, &l.inputs, pairs, &l.spec.train.eval_options(sinkhorn))?;
+    if json {
+        println!("{}", setup::json_pretty(&report));
+    } else {
+        println!("{}: {} split, {} pairs (candidates = the split's KG2 entities)", args.checkpoint.display(), name, report.pairs);
+        print!("{}", render_report(&report));
+    }
+    Ok(())
+}
+
+pub struct AlignOpts {
+    pub top_k: usize,
+    pub sinkhorn: bool,
+    pub eps: f32,
+    pub iters: usize,
+    pub output: Option<PathBuf>,
+}
+
+pub fn align(args: CkptArgs, o: AlignOpts, backend: Backend) -> Result<()> {
+    let l = load(&args, backend)?;
+    let blocks = embed_blocks(&l.model, &l.params, &l.inputs)?;
+    let (n1, n) = (l.inputs.n1 as u32, l.inputs.n as u32);
+    let src: Vec<u32> = (0..n1).collect();
+    let tgt: Vec<u32> = (n1..n).collect();
+    let p = normalized_blocks_blocking(&blocks, &src)?;
+    let q = normalized_blocks_blocking(&blocks, &tgt)?;
+    // Sinkhorn re-ranks within the kept candidates, so keep the most the top-k kernel allows.
+    let keep = if o.sinkhorn { mmea_core::ops::eval::MAX_K.min(tgt.len()) } else { o.top_k };
+    let mut cands = top_candidates_blocking(&p, &q, keep)?;
+    if o.sinkhorn {
+        cands = sinkhorn_rerank_blocking(&l.device, &cands, tgt.len(), o.eps, o.iters)?;
+    }
+    let gold: HashMap<u32, u32> = l.ds.links.iter().copied().collect();
+    let train: std::collections::HashSet<u32> = l.split.train.iter().chain(&l.split.dev).map(|p| p.0).collect();
+    let mut out = String::with_capacity(src.len() * o.top_k * 80);
+    let score_name = if o.sinkhorn { "sinkhorn_log_plan" } else { "cosine" };
+    let _ = writeln!(out, "source_id\tsource\trank\tcandidate_id\tcandidate\t{score_name}\tgold\tsource_in_training");
+    let k = o.top_k.min(cands.k);
+    for (i, &s) in src.iter().enumerate() {
+        for j in 0..k {
+            let c = tgt[cands.cols[i * cands.k + j] as usize];
+            let g = match gold.get(&s) {
+                Some(&g) if g == c => "1",
+                Some(_) => "0",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{:.6}\t{g}\t{}",
+                l.ds.external(s),
+                l.ds.entities.names[s as usize],
+                j + 1,
+                l.ds.external(c),
+                l.ds.entities.names[c as usize],
+                cands.scores[i * cands.k + j],
+                u8::from(train.contains(&s))
+            );
+        }
+    }
+    match &o.output {
+        Some(p) => {
+            fsx::write_atomic(p, out.as_bytes())?;
+            eprintln!("wrote {} rows for {} source entities to {}", src.len() * k, src.len(), p.display());
+        }
+        None => {
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+pub fn export(args: CkptArgs, dir: &Path, limit: Option<usize>, backend: Backend) -> Result<()> {
+    let l = load(&args, backend)?;
+    let blocks = embed_blocks(&l.model, &l.params, &l.inputs)?;
+    let n = l.inputs.n;
+    let ids: Vec<u32> = (0..n as u32).take(limit.unwrap_or(n)).collect();
+    let rows = normalized_blocks_blocking(&blocks, &ids)?;
+    let host: Vec<Vec<f32>> = rows.iter().map(|t| t.to_vec_f32_blocking()).collect::<Result<_>>()?;
+    let d: Vec<usize> = rows.iter().map(|t| t.shape()[1]).collect();
+    let gold: HashMap<u32, u32> = l.ds.links.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
+    let mut vec_tsv = String::new();
+    let mut meta = String::from("kg\tid\tname\tgold_match\n");
+    for (r, &i) in ids.iter().enumerate() {
+        let mut first = true;
+        for (b, h) in host.iter().enumerate() {
+            for v in &h[r * d[b]..(r + 1) * d[b]] {
+                if !first {
+                    vec_tsv.push('\t');
+                }
+                first = false;
+                let _ = write!(vec_tsv, "{v:.6}");
+            }
+        }
+        vec_tsv.push('\n');
+        let clean = |s: String| s.replace(['\t', '\n'], " ");
+        let _ = writeln!(
+            meta,
+            "KG{}\t{}\t{}\t{}",
+            l.ds.kg_of(i) + 1,
+            clean(l.ds.external(i)),
+            clean(l.ds.entities.names[i as usize].clone()),
+            gold.get(&i).map(|&g| clean(l.ds.external(g))).unwrap_or_default()
+        );
+    }
+    fsx::create_dir(dir)?;
+    fsx::write_atomic(&dir.join("tensors.tsv"), vec_tsv.as_bytes())?;
+    fsx::write_atomic(&dir.join("metadata.tsv"), meta.as_bytes())?;
+    let dim: usize = d.iter().sum();
+    let config = serde_json::json!({
+        "embeddings": [{
+            "tensorName": format!("{} joint embedding ({})", l.ds.name, l.spec.model_name),
+            "tensorShape": [ids.len(), dim],
+            "tensorPath": "tensors.tsv",
+            "metadataPath": "metadata.tsv",
+        }]
+    });
+    fsx::write_atomic(&dir.join("projector_config.json"), serde_json::to_string_pretty(&config).unwrap_or_default().as_bytes())?;
+    eprintln!(
+        "wrote {} embeddings of dimension {dim} (rows L2-normalised) to {}: tensors.tsv, metadata.tsv, projector_config.json \
+         (load them at the TensorFlow Embedding Projector with \"Load\")",
+        ids.len(),
+        dir.display()
+    );
+    Ok(())
+}

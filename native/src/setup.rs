@@ -1,0 +1,119 @@
+//! What `train`, `eval`, `align` and `export` share: reading a dataset (a directory or the embedded demo
+//! pair), building the model inputs for the chosen modalities, and the stored description of a run
+//! (`RunSpec`) from which a checkpoint's inputs are rebuilt exactly.
+
+use std::path::{Path, PathBuf};
+
+use mmea_core::data::{self, Dataset, FeatureOptions, FillPolicy, IdSource, RawFeatures, Split};
+use mmea_core::model::{Inputs, LoginMeaConfig, ModalityChoice};
+use mmea_core::train::TrainConfig;
+use mmea_core::{Device, Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsx;
+
+/// The name `--data` takes for the embedded demo pair.
+pub const DEMO: &str = "demo";
+
+/// Everything needed to rebuild a run's inputs and model: stored as `config.json` in the run directory
+/// and in every checkpoint's metadata.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// `demo` or a dataset directory (as given on the command line).
+    pub data: String,
+    /// Image features and their id list, if any.
+    pub images: Option<String>,
+    pub image_ids: Option<String>,
+    pub modalities: ModalityChoice,
+    pub model_name: String,
+    pub model: LoginMeaConfig,
+    pub train: TrainConfig,
+    /// How the split was made (train ratio, dev fraction, seed, or the dataset's own).
+    pub split_source: String,
+    pub backend: String,
+}
+
+/// Loads `demo` or a directory.
+pub fn load_dataset(data: &str) -> Result<Dataset> {
+    if data == DEMO {
+        data::demo()
+    } else {
+        data::load_dir(data)
+    }
+}
+
+/// Builds the inputs of `spec` for `ds` on `device`; returns them with the notes on absent modalities.
+pub fn build_inputs(device: &Device, ds: &Dataset, spec: &RunSpec) -> Result<Inputs> {
+    let opts = FeatureOptions { char_bigrams: spec.modalities.names, ..Default::default() };
+    let features = data::build_features(ds, &opts);
+    let images = match &spec.images {
+        Some(path) => {
+            let bytes = fsx::read(Path::new(path))?;
+            let ids_bytes = match &spec.image_ids {
+                Some(p) => Some((p.clone(), fsx::read(Path::new(p))?)),
+                None => None,
+            };
+            let ids = match &ids_bytes {
+                Some((p, b)) => IdSource::List { path: p, bytes: b },
+                None => IdSource::InFile,
+            };
+            let raw = RawFeatures::from_bytes(path, &bytes, ids)?;
+            // LoginMEA's filling: neighbour mean, rows L2-normalised (mmea-spec §1.5).
+            Some(data::attach(ds, &raw, "image", FillPolicy::NeighbourMean, spec.train.seed, true)?)
+        }
+        None => None,
+    };
+    let mut inputs = Inputs::build(device, ds, &features, images.as_ref(), &spec.modalities)?;
+    if let Some(img) = &images {
+        inputs.notes.push(format!("image: {}", img.report));
+    }
+    Ok(inputs)
+}
+
+/// The split of a run: the dataset's own (if it has one and `use_own`), else seeded.
+pub fn make_split(ds: &Dataset, train_ratio: f64, dev_fraction: f64, seed: u64, use_own: bool) -> Result<Split> {
+    match (&ds.split, use_own) {
+        (Some(own), true) => {
+            let mut sp = own.clone();
+            if sp.dev.is_empty() && dev_fraction > 0.0 {
+                // Carve the dev split from the end of a seeded shuffle of the training pairs.
+                let mut train = sp.train.clone();
+                data::Rng::new(seed).shuffle(&mut train);
+                let n_dev = ((train.len() as f64) * dev_fraction).floor() as usize;
+                sp.dev = train.split_off(train.len() - n_dev);
+                sp.train = train;
+                sp.source = format!("{} (dev: {n_dev} pairs of its training pairs, seed {seed})", sp.source);
+            }
+            Ok(sp)
+        }
+        _ => Split::seeded(&ds.links, train_ratio, dev_fraction, seed),
+    }
+}
+
+/// A run directory's path for a new run.
+pub fn default_run_dir(ds: &Dataset, spec: &RunSpec) -> PathBuf {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let name: String = ds.name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let il = if spec.train.iterative { "-il" } else { "" };
+    PathBuf::from("runs").join(format!(
+        "{name}-{}-{}{il}-seed{}-{stamp}",
+        spec.model_name,
+        match spec.train.protocol {
+            mmea_core::train::Protocol::Clean => "clean",
+            mmea_core::train::Protocol::Reference => "reference",
+        },
+        spec.train.seed
+    ))
+}
+
+pub fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("\"unserialisable: {e}\""))
+}
+
+pub fn json_pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("\"unserialisable: {e}\""))
+}
+
+pub fn parse_json<T: for<'de> Deserialize<'de>>(path: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Format { path: path.into(), detail: format!("bad JSON: {e}") })
+}
