@@ -102,7 +102,7 @@ impl TrainConfig {
         if self.epochs == 0 || self.batch == 0 || self.eval_every == 0 || self.il_step == 0 {
             return bad("epochs, batch, eval-every and il-step must be at least 1".into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.lr.is_infinite() || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad(format!("lr must be positive and weight decay non-negative (got {}, {})", self.lr, self.weight_decay));
         }
         Ok(())
@@ -233,27 +233,34 @@ impl Trainer {
         let mut pairs = self.train_pairs.clone();
         Rng::new(cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);
 
-        let tape = Tape::new();
-        let (vars, map) = tape_vars(&tape, &self.params, true);
-        let out = self.model.forward(&tape, &map, &self.inputs)?;
-        let loss = self.model.loss(&tape, &out.blocks, &pairs, cfg.batch, self.inputs.n)?;
-        let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
+        let (loss_value, g) = self.loss_and_gradients(&pairs)?;
         if !loss_value.is_finite() {
             return Err(Error::NonFinite {
                 op: "train",
                 detail: format!("the loss is {loss_value} at epoch {e}; the last good checkpoint is kept. Lower the learning rate (now {})", self.adamw.lr),
             });
         }
-        let mut grads = tape.backward(&loss)?;
-        let g: Vec<Option<Tensor>> = vars.iter().map(|v| grads.take(v)).collect();
-        drop(out);
-        drop(tape);
         let gr: Vec<Option<&Tensor>> = g.iter().map(Option::as_ref).collect();
         self.adamw.step_some(self.params.tensors_mut(), &gr)?;
         self.epoch += 1;
 
         let il = if cfg.iterative && e >= cfg.il_start { self.iterative_step(e)? } else { None };
         Ok(EpochStats { epoch: e, loss: loss_value, train_pairs: self.train_pairs.len(), il })
+    }
+
+    /// The loss over `pairs` (in chunks of the batch size) and its gradient for every parameter, in the
+    /// parameters' order, at the current parameters (nothing is updated).
+    pub fn loss_and_gradients(&self, pairs: &[(u32, u32)]) -> Result<(f64, Vec<Option<Tensor>>)> {
+        let tape = Tape::new();
+        let (vars, map) = tape_vars(&tape, &self.params, true);
+        let out = self.model.forward(&tape, &map, &self.inputs)?;
+        let loss = self.model.loss(&tape, &out.blocks, pairs, self.cfg.batch, self.inputs.n)?;
+        let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
+        if !loss_value.is_finite() {
+            return Ok((loss_value, Vec::new()));
+        }
+        let mut grads = tape.backward(&loss)?;
+        Ok((loss_value, vars.iter().map(|v| grads.take(v)).collect()))
     }
 
     /// §3 step 1–2 at the end of epoch `e`.

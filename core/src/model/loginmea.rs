@@ -124,7 +124,7 @@ impl LoginMea {
         if config.dim == 0 || config.rank == 0 {
             return Err(Error::invalid("LoginMea::new", "dim and rank must be at least 1"));
         }
-        if !(config.tau > 0.0) {
+        if config.tau.is_nan() || config.tau <= 0.0 {
             return Err(Error::invalid("LoginMea::new", format!("tau must be positive, got {}", config.tau)));
         }
         let modalities = inputs.modality_list();
