@@ -187,15 +187,18 @@ pub mod ad {
         Ok(tape.record(y, &[x], move |g| Ok(vec![Some(ops::scale(g, s)?)])))
     }
 
-    /// `X W + b`; saves X and W.
+    /// `X W + b`; saves X and W. `g_X` is only computed when X needs a gradient (a constant input such
+    /// as a feature matrix saves one N×k×d matmul per step).
     pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
         let y = ops::linear(&x.value, &w.value, b.map(|b| &b.value))?;
-        let (xv, wv, has_b) = (x.value.clone(), w.value.clone(), b.is_some());
+        let (xv, wv, has_b, need_x) = (x.value.clone(), w.value.clone(), b.is_some(), x.needs_grad());
         let mut parents = vec![x, w];
         parents.extend(b);
         Ok(tape.record(y, &parents, move |g| {
-            let (gx, gw, gb) = ops::linear_backward(&xv, &wv, g, has_b)?;
-            let mut v = vec![Some(gx), Some(gw)];
+            let gx = if need_x { Some(ops::matmul_ex(g, &wv, None, false, true, 1.0)?) } else { None };
+            let gw = ops::matmul_ex(&xv, g, None, true, false, 1.0)?;
+            let gb = if has_b { Some(ops::sum_rows(g)?) } else { None };
+            let mut v = vec![gx, Some(gw)];
             if has_b {
                 v.push(gb);
             }

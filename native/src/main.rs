@@ -6,6 +6,7 @@ mod data_cmd;
 mod fsx;
 mod info;
 mod plot;
+mod report_cmd;
 mod setup;
 mod train_cmd;
 
@@ -88,6 +89,15 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// The results table of finished runs (markdown), from their run directories.
+    Report {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<std::path::PathBuf>,
+        /// Replace the table between `<!-- results:begin -->` and `<!-- results:end -->` in this file.
+        #[arg(long)]
+        readme: Option<std::path::PathBuf>,
+    },
     /// Inspect and validate datasets.
     Data {
         #[command(subcommand)]
@@ -112,6 +122,7 @@ fn main() -> ExitCode {
         )
         .map(|_| ExitCode::SUCCESS),
         Some(Command::Export { ck, projector, limit }) => ckpt_cmd::export(ck, &projector, limit, cli.backend).map(|_| ExitCode::SUCCESS),
+        Some(Command::Report { runs, readme }) => report_cmd::run(&runs, readme.as_deref()).map(|_| ExitCode::SUCCESS),
         Some(Command::Data { command }) => data_cmd::run(command),
     };
     match result {

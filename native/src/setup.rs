@@ -31,6 +31,9 @@ pub struct RunSpec {
     /// How the split was made (train ratio, dev fraction, seed, or the dataset's own).
     pub split_source: String,
     pub backend: String,
+    /// The command line that started the run (for the results table).
+    #[serde(default)]
+    pub command: String,
 }
 
 /// Loads `demo` or a directory.
@@ -104,6 +107,14 @@ pub fn default_run_dir(ds: &Dataset, spec: &RunSpec) -> PathBuf {
         },
         spec.train.seed
     ))
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 pub fn json<T: Serialize>(v: &T) -> String {

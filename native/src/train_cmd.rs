@@ -218,6 +218,10 @@ impl TrainArgs {
             train: t,
             split_source: String::new(),
             backend: format!("{backend:?}").to_lowercase(),
+            command: {
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                if args.iter().any(|a| a == "train") { format!("mmea {}", args.join(" ")) } else { format!("mmea train {}", args.join(" ")).trim_end().to_string() }
+            },
         }
     }
 
@@ -466,13 +470,23 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     let t_test = t1.elapsed().as_secs_f64();
     let dev = if trainer.split.dev.is_empty() { None } else { Some(trainer.evaluate_on(&selected, &trainer.split.dev, false)?) };
     let metrics = json!({ "test": test, "dev": dev });
-    fsx::append_line(&dir.file("metrics.jsonl"), &json!({ "kind": "final", "epoch": sel_epoch, "test": test, "dev": dev, "seconds": t_test }).to_string())?;
+    let (mut es, mut vs) = (epoch_secs.clone(), eval_secs.clone());
+    fsx::append_line(
+        &dir.file("metrics.jsonl"),
+        &json!({
+            "kind": "final", "epoch": sel_epoch, "epochs": trainer.epoch, "test": test, "dev": dev,
+            "test_eval_seconds": t_test, "epoch_seconds_median": median(&mut es), "eval_seconds_median": median(&mut vs),
+            "session_seconds": t_start.elapsed().as_secs_f64(), "resumed": resume,
+            "device": device_name(&device), "peak_rss_bytes": setup::peak_rss_bytes(),
+            "final_train_pairs": trainer.train_pairs.len(),
+            "dataset": ds.name, "setting": setting,
+            "modalities": trainer.inputs.modality_list().iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "split_counts": [trainer.split.train.len(), trainer.split.dev.len(), trainer.split.test.len()],
+        })
+        .to_string(),
+    )?;
     write_checkpoint(&dir, &selected, checkpoint_meta(&spec, &fp, &split_tsv, sel_epoch, &metrics))?;
 
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     println!();
     println!("setting: {setting}");
     println!(
@@ -487,12 +501,17 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     println!(
         "time: {:.1} s total, {:.3} s per epoch (median), {:.3} s per in-training evaluation, {:.2} s for the final test evaluation",
         t_start.elapsed().as_secs_f64(),
-        med(&mut epoch_secs),
-        med(&mut eval_secs),
+        median(&mut epoch_secs),
+        median(&mut eval_secs),
         t_test
     );
     println!("checkpoint: {}", dir.file("checkpoint.safetensors").display());
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub fn device_name(d: &Device) -> String {
