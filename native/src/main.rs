@@ -1,6 +1,7 @@
 //! `mmea`: multi-modal entity alignment on any GPU (or the CPU).
 
 mod bench;
+mod bench_train;
 mod ckpt_cmd;
 mod data_cmd;
 mod fsx;
@@ -38,15 +39,19 @@ enum Command {
     /// Kernel throughput on every available backend (GFLOP/s, GB/s, medians, wgpu/CPU ratio).
     Bench {
         /// Small sizes instead of the real workload's (for a quick look on slow adapters).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "train")]
         quick: bool,
         /// Timed runs per kernel (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Instead of kernels: seconds per LoginMEA training epoch and per full evaluation on this
+        /// dataset directory (or `demo`), on each backend.
+        #[arg(long)]
+        train: Option<String>,
     },
     /// Train a model (LoginMEA) on a dataset or the embedded demo pair; evaluate; keep a run directory
     /// with the config, split, metrics, checkpoint and training curve.
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Evaluate a checkpoint on its test split (or dev/train) with the protocol of training.
     Eval {
         #[command(flatten)]
@@ -111,9 +116,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // The default job: train on the embedded demo pair and print the metrics.
         None => train_cmd::run(train_cmd::TrainArgs::demo(), cli.backend).map(|_| ExitCode::SUCCESS),
-        Some(Command::Train(args)) => train_cmd::run(args, cli.backend).map(|_| ExitCode::SUCCESS),
+        Some(Command::Train(args)) => train_cmd::run(*args, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Info { no_check }) => info::run(cli.backend, !no_check),
-        Some(Command::Bench { quick, runs }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench { runs, train: Some(data), .. }) => bench_train::run(&data, cli.backend, runs.max(1)).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench { quick, runs, train: None }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Align { ck, top_k, sinkhorn, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
             ck,

@@ -31,7 +31,7 @@ use crate::plot;
 use crate::setup::{self, RunSpec, DEMO};
 
 /// Epochs of the default job on the demo pair (measured to finish well inside two minutes on 2 cores).
-pub const DEMO_EPOCHS: usize = 150;
+pub const DEMO_EPOCHS: usize = 80;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ProtocolArg {
@@ -93,7 +93,7 @@ pub struct TrainArgs {
     /// released code's loop (per-epoch optimiser reset after il_start, selection on test).
     #[arg(long, value_enum, default_value = "clean")]
     pub protocol: ProtocolArg,
-    /// Epochs (default: 600 clean, 1000 reference; 150 on the demo pair).
+    /// Epochs (default: 600 clean, 1000 reference; 80 on the demo pair).
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -166,7 +166,7 @@ impl TrainArgs {
         Wrap::parse_from(["mmea"]).a
     }
 
-    fn spec(&self, backend: Backend) -> RunSpec {
+    pub fn spec_for(&self, backend: Backend) -> RunSpec {
         let protocol = match self.protocol {
             ProtocolArg::Clean => Protocol::Clean,
             ProtocolArg::Reference => Protocol::Reference,
@@ -356,7 +356,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             }
             (spec, RunDir(d.clone()), true)
         }
-        None => (args.spec(backend), RunDir(PathBuf::new()), false),
+        None => (args.spec_for(backend), RunDir(PathBuf::new()), false),
     };
     let ds = setup::load_dataset(&spec.data)?;
     let split = if resume {

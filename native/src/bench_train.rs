@@ -1,0 +1,79 @@
+//! `mmea bench --train DATA`: seconds per training epoch and per full evaluation of LoginMEA on a real
+//! dataset, on each backend available (the CPU always; wgpu when an adapter exists, unless `--backend
+//! cpu`). Medians of `--runs` epochs after one warm-up epoch; the evaluation is the final one of a run
+//! (all entities forward, test pairs: plain, CSLS and Sinkhorn, both directions). A benchmark, not a test.
+
+use std::time::Instant;
+
+use mmea_core::model::LoginMea;
+use mmea_core::train::Trainer;
+use mmea_core::{Backend, Device, Result};
+
+use crate::setup;
+use crate::train_cmd::{device_name, TrainArgs};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
+    let mut args = TrainArgs::demo();
+    args.data = data.to_string();
+    let spec = args.spec_for(Backend::Cpu);
+    let ds = setup::load_dataset(&spec.data)?;
+    let split = setup::make_split(&ds, args.train_ratio, 0.1, spec.train.seed, true)?;
+    let mut devices = vec![Device::Cpu];
+    if backend != Backend::Cpu {
+        match Backend::Wgpu.open_blocking() {
+            Ok(d @ Device::Gpu(_)) => devices.push(d),
+            Ok(_) => {}
+            Err(e) => println!("wgpu: not available ({e}); CPU figures only"),
+        }
+    }
+    println!(
+        "training benchmark: LoginMEA (d = {}, clean protocol) on {} ({} entities), train {} / test {} pairs; median of {runs} epochs after one warm-up",
+        spec.model.dim,
+        ds.name,
+        ds.entities.len(),
+        split.train.len(),
+        split.test.len()
+    );
+    let mut rows = Vec::new();
+    for dev in devices {
+        let inputs = setup::build_inputs(&dev, &ds, &spec)?;
+        let model = LoginMea::new(spec.model.clone(), &inputs)?;
+        let params = model.init(&dev, inputs.n, inputs.graph.num_rel(), spec.train.seed)?;
+        let mut tr = Trainer::new(model, inputs, spec.train.clone(), split.clone(), params)?;
+        let sync = |d: &Device| -> Result<()> {
+            if let Device::Gpu(c) = d {
+                c.synchronize()?;
+            }
+            Ok(())
+        };
+        tr.run_epoch()?;
+        sync(&dev)?;
+        let mut epochs = Vec::new();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            tr.run_epoch()?;
+            sync(&dev)?;
+            epochs.push(t0.elapsed().as_secs_f64());
+            eprintln!("  [{}] epoch: {:.2} s", device_name(&dev), epochs.last().copied().unwrap_or_default());
+        }
+        let t0 = Instant::now();
+        let params = tr.params.clone();
+        tr.evaluate_on(&params, &tr.split.test, true)?;
+        let eval = t0.elapsed().as_secs_f64();
+        eprintln!("  [{}] full evaluation: {eval:.2} s", device_name(&dev));
+        rows.push((device_name(&dev), median(epochs), eval));
+    }
+    println!("{:<48} {:>12} {:>16}", "backend", "s / epoch", "s / evaluation");
+    for (name, e, v) in &rows {
+        println!("{name:<48} {e:>12.2} {v:>16.2}");
+    }
+    if rows.len() == 2 {
+        println!("wgpu / CPU time: epoch {:.2}x, evaluation {:.2}x", rows[1].1 / rows[0].1, rows[1].2 / rows[0].2);
+    }
+    Ok(())
+}
