@@ -25,7 +25,9 @@ use crate::tensor::Tensor;
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, Output};
-pub use params::{checkpoint_bytes, CheckpointData, Params, CHECKPOINT_FORMAT};
+#[cfg(not(target_arch = "wasm32"))]
+pub use params::checkpoint_bytes;
+pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
 
 /// Puts every parameter on the tape, trainable (`train`) or constant, by name.
 pub fn tape_vars(tape: &Tape, params: &Params, train: bool) -> (Vec<Var>, HashMap<String, Var>) {

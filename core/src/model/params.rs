@@ -60,6 +60,7 @@ impl Params {
         self.tensors.iter().map(Tensor::len).sum()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// A copy on `device`.
     pub fn to_device_blocking(&self, device: &Device) -> Result<Params> {
         let mut out = Params::new();
@@ -69,6 +70,7 @@ impl Params {
         Ok(out)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// A deep copy (GPU tensors are read back and uploaded again, so later updates of `self` do not show).
     pub fn snapshot_blocking(&self) -> Result<Params> {
         let mut out = Params::new();
@@ -79,6 +81,7 @@ impl Params {
         Ok(out)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Host copies of every tensor, in order.
     pub fn to_host_blocking(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         self.names.iter().zip(&self.tensors).map(|(n, t)| Ok((n.clone(), t.shape().to_vec(), t.to_vec_f32_blocking()?))).collect()
@@ -179,6 +182,7 @@ impl CheckpointData {
 }
 
 /// Builds `Params::to_host_blocking` + metadata (with the parameter order) into checkpoint bytes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn checkpoint_bytes(params: &Params, mut metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     metadata.insert("format".into(), CHECKPOINT_FORMAT.into());
     metadata.insert("order".into(), params.names().join(","));
