@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gpu::BROWSER_BINDING_LIMIT;
-use crate::ops::eval::{csls, metrics, rank_counts, similarity_tiles, Metrics, Ranks};
+use crate::ops::eval::{csls, metrics, rank_counts, similarity_tiles_blocks, Metrics, Ranks};
 use crate::ops::sinkhorn::{sinkhorn, TiledMatrix};
 use crate::ops::{gather_rows, l2_normalize};
 use crate::tensor::Tensor;
@@ -85,9 +85,21 @@ pub async fn evaluate_normalized(p: &Tensor, q: &Tensor, opts: &EvalOptions) -> 
     if q.shape() != [n, d] || n == 0 {
         return Err(Error::shape(OP, "queries and candidates must be non-empty and of equal shape", &[p.shape(), q.shape()]));
     }
-    let (p, q) = (p.clone(), q.clone());
+    evaluate_normalized_blocks(std::slice::from_ref(p), std::slice::from_ref(q), opts).await
+}
+
+/// [`evaluate_normalized`] for embeddings given as column blocks (`P = [P_1 | …]`, rows of the joint
+/// already unit length; see `model::align::normalized_blocks`): the score tiles are `Σ_b P_b Q_bᵀ`, so no
+/// tensor wider than one block is ever formed.
+pub async fn evaluate_normalized_blocks(p: &[Tensor], q: &[Tensor], opts: &EvalOptions) -> Result<EvalReport> {
+    const OP: &str = "evaluate";
+    let first = p.first().ok_or_else(|| Error::invalid(OP, "no embedding blocks"))?;
+    let (n, _) = first.dims2(OP)?;
+    if n == 0 {
+        return Err(Error::invalid(OP, "no pairs to evaluate"));
+    }
     let block_rows = opts.block_rows.unwrap_or_else(|| (BROWSER_BINDING_LIMIT as usize / (4 * n)).clamp(1, n));
-    let s: TiledMatrix = similarity_tiles(&p, &q, block_rows)?;
+    let s: TiledMatrix = similarity_tiles_blocks(p, q, block_rows)?;
 
     let plain = both_ways(&rank_counts(&s)?).await?;
     let csls_m = match opts.csls_k {
@@ -104,6 +116,11 @@ pub async fn evaluate_normalized(p: &Tensor, q: &Tensor, opts: &EvalOptions) -> 
 #[cfg(not(target_arch = "wasm32"))]
 pub fn evaluate_blocking(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
     pollster::block_on(evaluate(emb, pairs, opts))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn evaluate_normalized_blocks_blocking(p: &[Tensor], q: &[Tensor], opts: &EvalOptions) -> Result<EvalReport> {
+    pollster::block_on(evaluate_normalized_blocks(p, q, opts))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -22,10 +22,11 @@ use crate::autodiff::Tape;
 use crate::data::rng::Rng;
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::evaluate::{evaluate_normalized_blocking, EvalOptions, EvalReport, SinkhornDecoding};
+use crate::evaluate::{evaluate_normalized_blocks_blocking, EvalOptions, EvalReport, SinkhornDecoding};
 use crate::gpu::BROWSER_BINDING_LIMIT;
-use crate::model::{embed_blocks, embed_rows, tape_vars, Inputs, LoginMea, Params};
-use crate::ops::eval::{argmax_cols, argmax_rows, mutual_nn, similarity_tiles};
+use crate::model::align::normalized_blocks_blocking;
+use crate::model::{embed_blocks, tape_vars, Inputs, LoginMea, Params};
+use crate::ops::eval::{argmax_cols, argmax_rows, mutual_nn, similarity_tiles_blocks};
 use crate::ops::AdamW;
 use crate::tensor::Tensor;
 
@@ -299,10 +300,10 @@ impl Trainer {
             return Ok(Vec::new());
         }
         let blocks = embed_blocks(&self.model, &self.params, &self.inputs)?;
-        let p = embed_rows(&blocks, &left)?;
-        let q = embed_rows(&blocks, &right)?;
+        let p = normalized_blocks_blocking(&blocks, &left)?;
+        let q = normalized_blocks_blocking(&blocks, &right)?;
         let rows = (BROWSER_BINDING_LIMIT as usize / (4 * right.len())).clamp(1, left.len());
-        let sim = similarity_tiles(&p, &q, rows)?;
+        let sim = similarity_tiles_blocks(&p, &q, rows)?;
         let pl = argmax_rows(&sim)?.to_vec_u32_blocking()?;
         let pr = argmax_cols(&sim)?.to_vec_u32_blocking()?;
         Ok(mutual_nn(&pl, &pr).into_iter().map(|(i, j)| (left[i as usize], right[j as usize])).collect())
@@ -431,9 +432,9 @@ pub fn evaluate_params(model: &LoginMea, params: &Params, inputs: &Inputs, pairs
     let blocks = embed_blocks(model, params, inputs)?;
     let left: Vec<u32> = pairs.iter().map(|p| p.0).collect();
     let right: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-    let p = embed_rows(&blocks, &left)?;
-    let q = embed_rows(&blocks, &right)?;
-    evaluate_normalized_blocking(&p, &q, opts)
+    let p = normalized_blocks_blocking(&blocks, &left)?;
+    let q = normalized_blocks_blocking(&blocks, &right)?;
+    evaluate_normalized_blocks_blocking(&p, &q, opts)
 }
 
 /// Names → tensors of a [`Params`] (for callers that look tensors up repeatedly).

@@ -84,6 +84,47 @@ pub fn similarity_tiles(p: &Tensor, q: &Tensor, block_rows: usize) -> Result<Til
     Ok(TiledMatrix { blocks, rows: n, cols: m })
 }
 
+/// [`similarity_tiles`] of column-blocked embeddings: `S = Σ_b P_b Q_bᵀ`, where `P = [P_1 | P_2 | …]` and
+/// `Q = [Q_1 | …]` are given as their column blocks (each `[n, d_b]` / `[m, d_b]`). No tensor wider than
+/// one block is formed, so a joint embedding of any width stays within the per-binding limit. The sum
+/// runs in block order (deterministic).
+pub fn similarity_tiles_blocks(p: &[Tensor], q: &[Tensor], block_rows: usize) -> Result<TiledMatrix> {
+    const OP: &str = "similarity_tiles_blocks";
+    if p.is_empty() || p.len() != q.len() {
+        return Err(Error::invalid(OP, format!("P and Q need the same non-zero number of column blocks (got {} and {})", p.len(), q.len())));
+    }
+    if p.len() == 1 {
+        return similarity_tiles(&p[0], &q[0], block_rows);
+    }
+    let (n, _) = p[0].dims2(OP)?;
+    let (m, _) = q[0].dims2(OP)?;
+    for (a, b) in p.iter().zip(q) {
+        let ((na, da), (mb, db)) = (a.dims2(OP)?, b.dims2(OP)?);
+        if na != n || mb != m || da != db {
+            return Err(Error::shape(OP, "every block of P must be [n, d_b] and the matching block of Q [m, d_b]", &[a.shape(), b.shape()]));
+        }
+    }
+    if block_rows == 0 {
+        return Err(Error::invalid(OP, "block_rows must be at least 1"));
+    }
+    let mut blocks = Vec::new();
+    let mut r0 = 0;
+    while r0 < n {
+        let r1 = n.min(r0 + block_rows);
+        let mut acc: Option<Tensor> = None;
+        for (pb, qb) in p.iter().zip(q) {
+            let part = matmul_ex(&slice_rows(pb, r0, r1 - r0)?, qb, None, false, true, 1.0)?;
+            acc = Some(match acc {
+                None => part,
+                Some(a) => crate::ops::add(&a, &part)?,
+            });
+        }
+        blocks.extend(acc);
+        r0 = r1;
+    }
+    Ok(TiledMatrix { blocks, rows: n, cols: m })
+}
+
 /// The k best entries of each row or column: `values [len, k]` (best first) and their column (for rows)
 /// or row (for columns) indices `indices [len, k]` (u32).
 #[derive(Clone, Debug)]

@@ -27,5 +27,5 @@ pub use rows::{
 };
 pub use contrastive::{icl, info_nce};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
-pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, topk_cols, topk_rows, Metrics, Ranks, TopK};
+pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, Metrics, Ranks, TopK};
 pub use sinkhorn::{sinkhorn, sinkhorn_backward, sinkhorn_topk, SinkhornOut, TiledMatrix, TopkIndex};
