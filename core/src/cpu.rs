@@ -1,4 +1,4 @@
-//! Helpers for the CPU twins: parallel loops with rayon natively, plain loops in wasm.
+//! Helpers for the CPU paths (twins and fast kernels): parallel loops with rayon natively, plain loops in wasm.
 
 /// Call `f(row_index, row)` for every `row_len`-sized chunk of `out`, in parallel where possible.
 pub fn par_rows<F>(out: &mut [f32], row_len: usize, f: F)
@@ -34,4 +34,21 @@ where
         }
     }
     (0..n).map(f).collect()
+}
+
+/// `items.into_iter().map(f).collect()`: each item is an independent task, run in parallel where possible.
+pub fn par_map_items<T, U, F>(items: Vec<T>, f: F) -> Vec<U>
+where
+    T: Send,
+    U: Send,
+    F: Fn(T) -> U + Send + Sync,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        if items.len() > 1 {
+            return items.into_par_iter().map(f).collect();
+        }
+    }
+    items.into_iter().map(f).collect()
 }

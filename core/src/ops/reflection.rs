@@ -30,8 +30,20 @@
 //! one workgroup per head; the backward is pass A (per head: per-edge scalars and `Σ_e g_s_e ρ_e` per head,
 //! whose column sum is `g_a`), pass B (per tail, through the tail view: `g_x`) and pass C (per relation,
 //! through the relation view: `g_Rel`). All sums run over sorted segments in a fixed order: deterministic,
-//! no atomics. CPU twin: [`cpu`], which follows the shaders' summation order (including the workgroup tree
-//! reductions) so both backends agree to rounding.
+//! no atomics.
+//!
+//! Two CPU paths, on the graph's host arrays:
+//!
+//! * [`cpu`], the twin and test oracle: it mirrors the shaders' structure literally (one column at a time,
+//!   `u_e` recomputed per column through [`cpu::GraphView::u`], per-relation pass C, per-edge dot products
+//!   summed like the workgroup reduction [`cpu::wg_sum`]), so both backends agree to rounding. Simple to
+//!   check against the WGSL, slow: strided access and a pass C as unbalanced as the relation sizes.
+//! * [`fast`], what [`Device::Cpu`] runs: the same f32 operations in the same order (its results equal
+//!   the twin's bit for bit), scheduled for a CPU — `u_e` built once per use as a contiguous row, dot
+//!   products in 64 vectorisable lanes, rows accumulated with axpy-like loops, light heads done in one
+//!   pass with their `u_e` kept in scratch, and every output split into tasks of about equal cost (heavy
+//!   rows, such as a frequent relation in pass C, into column blocks), with software prefetch of the
+//!   gathered rows. Deterministic: every output element is summed by one task in a fixed order.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -350,7 +362,7 @@ pub fn reflection_attention(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tens
     let (n, t) = (graph.n, graph.num_edges);
     match common_device(OP, &[&graph.index, &graph.weights, x, rel, a])? {
         Device::Cpu => {
-            let (y, edge) = cpu::forward(&graph.cpu_view(OP)?, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, act);
+            let (y, edge) = fast::forward(&graph.cpu_view(OP)?, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, act);
             let y = Tensor::from_f32(&Device::Cpu, y, &[n, d])?;
             let edge = Tensor::from_f32(&Device::Cpu, edge, &[4, t])?;
             Ok((y.clone(), ReflectionSaved { edge, y }))
@@ -410,7 +422,7 @@ pub fn reflection_attention_backward(
         Device::Cpu => {
             let view = graph.cpu_view(OP)?;
             let (g_x, g_rel, part) =
-                cpu::backward(&view, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, saved.edge.cpu_f32(OP)?, g_o.cpu_f32(OP)?);
+                fast::backward(&view, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, saved.edge.cpu_f32(OP)?, g_o.cpu_f32(OP)?);
             let g_a = crate::ops::reduce::cpu::sum_rows(&part, n, d);
             Ok((
                 Tensor::from_f32(&Device::Cpu, g_x, &[n, d])?,
@@ -664,6 +676,546 @@ pub mod cpu {
                 *out = acc;
             }
         });
+        (g_x, g_rel, part)
+    }
+}
+
+/// The fast CPU path, what [`Device::Cpu`] runs. Same signatures and outputs as [`cpu`], and the same
+/// arithmetic: every output element is computed by the same sequence of f32 operations as in the twin,
+/// so the two agree bit for bit. Only the memory access pattern and the scheduling differ:
+///
+/// * `u_e` is built as a row from contiguous `Rel` rows, and each per-edge dot product accumulates in 64
+///   lanes (lane `i` holds the columns `≡ i (mod 64)`) folded by the tree of [`cpu::wg_sum`], which is
+///   the shaders' workgroup reduction and a shape the compiler vectorises;
+/// * every `[rows, d]` output (`y`, `part`, `g_x`, `g_Rel`) is built row-contiguously, edge by edge in
+///   the segment's order (axpy-like loops over a recomputed `u_e`), by tasks of about equal cost that run
+///   in parallel: light rows are grouped, a heavy row (a hub head or tail, a frequent relation) is split
+///   into column blocks;
+/// * per head (forward, backward pass A), a light head does everything in one task: the `u_e` of its
+///   out-edges stay in a scratch buffer between the dot products, the softmax and the row, and the tail
+///   rows stay in cache. The out-edges of heavy heads get their dot products in parallel over edges
+///   first, then their rows in column blocks.
+///
+/// The next edge's gathered rows are prefetched while the current one is computed (these loops are bound by
+/// the latency of random row reads). Each output element is owned by one task and summed in a fixed order,
+/// so the results do not depend on the thread count or on scheduling.
+pub mod fast {
+    use std::ops::Range;
+
+    use super::cpu::{activate, GraphView};
+    use super::{Act, HEAD_WG, NORM_EPS};
+
+    /// Lanes of the dot products (the shaders' workgroup size, so the reduction order matches).
+    const WG: usize = HEAD_WG;
+    /// About this many row tasks per output (more than enough for work stealing to balance them).
+    const TASKS: usize = 512;
+    /// Narrowest column block a heavy row is split into.
+    const MIN_COLS: usize = 16;
+    /// Heads with at most this many out-edges are done in one pass (their `u_e` in a scratch buffer).
+    /// Below the smallest row [`tasks`] splits into column blocks (cost ≥ 2 · 64).
+    const FUSE_MAX: usize = 64;
+
+    /// Asks the cache for `v` ahead of its use (the row gathers of these loops are latency-bound).
+    #[inline(always)]
+    fn prefetch(v: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            if v.is_empty() {
+                return;
+            }
+            // Every 64-byte line `v` touches.
+            let (first, last) = (v.as_ptr() as usize & !63, (v.as_ptr() as usize + std::mem::size_of_val(v) - 1) & !63);
+            let mut line = first;
+            while line <= last {
+                // SAFETY: a prefetch never faults and has no architectural effect.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+                line += 64;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = v;
+    }
+
+    /// [`prefetch`] of `m[row][cols]`, `m` a `[_, d]` matrix.
+    #[inline(always)]
+    fn prefetch_row(m: &[f32], d: usize, row: usize, cols: &Range<usize>) {
+        prefetch(&m[row * d..][cols.clone()]);
+    }
+
+    /// The graph's packed arrays as plain slices.
+    struct Arrays<'a> {
+        head_offsets: &'a [u32],
+        edge_head: &'a [u32],
+        edge_tail: &'a [u32],
+        mix_offsets: &'a [u32],
+        mix_rel: &'a [u32],
+        mix_val: &'a [f32],
+        tail_offsets: &'a [u32],
+        tail_edges: &'a [u32],
+        rel_offsets: &'a [u32],
+        rel_edges: &'a [u32],
+        rel_val: &'a [f32],
+    }
+
+    fn span(offsets: &[u32], i: usize) -> Range<usize> {
+        offsets[i] as usize..offsets[i + 1] as usize
+    }
+
+    impl<'a> Arrays<'a> {
+        fn new(g: &GraphView<'a>) -> Arrays<'a> {
+            let (l, idx) = (g.layout, g.index);
+            let (n, t, r) = (g.n, g.t, g.r);
+            let nnz = idx[l.mix_offsets + t] as usize;
+            Arrays {
+                head_offsets: &idx[l.head_offsets..][..n + 1],
+                edge_head: &idx[l.edge_head..][..t],
+                edge_tail: &idx[l.edge_tail..][..t],
+                mix_offsets: &idx[l.mix_offsets..][..t + 1],
+                mix_rel: &idx[l.mix_rel..][..nnz],
+                mix_val: &g.weights[..nnz],
+                tail_offsets: &idx[l.tail_offsets..][..n + 1],
+                tail_edges: &idx[l.tail_edges..][..t],
+                rel_offsets: &idx[l.rel_offsets..][..r + 1],
+                rel_edges: &idx[l.rel_edges..][..nnz],
+                rel_val: &g.weights[l.rel_val..][..nnz],
+            }
+        }
+
+        fn out_edges(&self, h: usize) -> Range<usize> {
+            span(self.head_offsets, h)
+        }
+
+        fn heavy(&self, h: usize) -> bool {
+            self.out_edges(h).len() > FUSE_MAX
+        }
+
+        /// [`prefetch`] of the `Rel` rows (columns `cols`) that make `u_e`.
+        #[inline(always)]
+        fn prefetch_u(&self, rel: &[f32], d: usize, e: usize, cols: &Range<usize>) {
+            for j in span(self.mix_offsets, e) {
+                prefetch_row(rel, d, self.mix_rel[j] as usize, cols);
+            }
+        }
+
+        /// Columns `c0..c0 + buf.len()` of `u_e = Σ_k m_ek Rel[r_k]`, summed in entry order from 0 (as
+        /// [`super::cpu::GraphView::u`]).
+        fn u_into(&self, rel: &[f32], d: usize, e: usize, c0: usize, buf: &mut [f32]) {
+            buf.fill(0.0);
+            let w = buf.len();
+            for j in span(self.mix_offsets, e) {
+                let m = self.mix_val[j];
+                let row = &rel[self.mix_rel[j] as usize * d + c0..][..w];
+                for (b, &v) in buf.iter_mut().zip(row) {
+                    *b += m * v;
+                }
+            }
+        }
+    }
+
+    /// Adds the products `[u·u, x·u, u·a]` of columns `c0..c0 + u.len()` (`c0` a multiple of 64) to the
+    /// lane partial sums of [`super::cpu::wg_sum`].
+    fn lanes_forward(acc: &mut [[f32; WG]; 3], u: &[f32], x: &[f32], a: &[f32]) {
+        for ((u, x), a) in u.chunks(WG).zip(x.chunks(WG)).zip(a.chunks(WG)) {
+            let len = u.len();
+            let [uu, xu, ua] = acc;
+            let (uu, xu, ua, x, a) = (&mut uu[..len], &mut xu[..len], &mut ua[..len], &x[..len], &a[..len]);
+            for i in 0..len {
+                let v = u[i];
+                uu[i] += v * v;
+                xu[i] += x[i] * v;
+                ua[i] += v * a[i];
+            }
+        }
+    }
+
+    /// Adds the products `[g·u, g·x]` (as [`lanes_forward`]).
+    fn lanes_backward(acc: &mut [[f32; WG]; 2], g: &[f32], u: &[f32], x: &[f32]) {
+        for ((g, u), x) in g.chunks(WG).zip(u.chunks(WG)).zip(x.chunks(WG)) {
+            let len = g.len();
+            let [gu, gx] = acc;
+            let (gu, gx, u, x) = (&mut gu[..len], &mut gx[..len], &u[..len], &x[..len]);
+            for i in 0..len {
+                gu[i] += g[i] * u[i];
+                gx[i] += g[i] * x[i];
+            }
+        }
+    }
+
+    /// The tree of [`super::cpu::wg_sum`] over the 64 lane partial sums.
+    fn tree<const K: usize>(mut acc: [[f32; WG]; K]) -> [f32; K] {
+        let mut s = WG / 2;
+        while s > 0 {
+            for lanes in acc.iter_mut() {
+                let (low, high) = lanes.split_at_mut(s);
+                for (a, b) in low.iter_mut().zip(&high[..s]) {
+                    *a += b;
+                }
+            }
+            s /= 2;
+        }
+        acc.map(|lanes| lanes[0])
+    }
+
+    /// `[‖u‖, x_t·ρ, s]` from `[u·u, x_t·u, u·a]`.
+    fn forward_scalars([uu, xu, ua]: [f32; 3]) -> [f32; 3] {
+        let nrm = uu.sqrt();
+        let nc = nrm.max(NORM_EPS);
+        [nrm, xu / nc, ua / nc]
+    }
+
+    /// `[g_o·ρ, g_α]` from `[g_o·u, g_o·x_t]`.
+    fn backward_scalars([p1, p2]: [f32; 2], nrm: f32, xr: f32) -> [f32; 2] {
+        let gr = p1 / nrm.max(NORM_EPS);
+        [gr, p2 - 2.0 * xr * gr]
+    }
+
+    /// Online softmax over one head's logits, in edge order: `(max, normaliser)`.
+    fn softmax(s: impl Iterator<Item = f32>) -> (f32, f32) {
+        let (mut m, mut z) = (0.0f32, 0.0f32);
+        for (i, s) in s.enumerate() {
+            if i == 0 {
+                (m, z) = (s, 1.0);
+            } else {
+                let m2 = m.max(s);
+                z = z * (m - m2).exp() + (s - m2).exp();
+                m = m2;
+            }
+        }
+        (m, z)
+    }
+
+    /// Per-edge `[‖u_e‖, x_t·ρ_e, s_e]`, `u_e` built 64 columns at a time on the stack.
+    fn forward_edge(ar: &Arrays, x: &[f32], rel: &[f32], a: &[f32], d: usize, e: usize) -> [f32; 3] {
+        let xt = &x[ar.edge_tail[e] as usize * d..][..d];
+        let mut acc = [[0.0f32; WG]; 3];
+        let mut ub = [0.0f32; WG];
+        for c0 in (0..d).step_by(WG) {
+            let len = WG.min(d - c0);
+            ar.u_into(rel, d, e, c0, &mut ub[..len]);
+            lanes_forward(&mut acc, &ub[..len], &xt[c0..][..len], &a[c0..][..len]);
+        }
+        forward_scalars(tree(acc))
+    }
+
+    /// Per-edge `[g_o[h]·ρ_e, g_α_e]` (backward pass A), as [`forward_edge`].
+    fn backward_edge(ar: &Arrays, x: &[f32], rel: &[f32], g_o: &[f32], d: usize, e: usize, edge: EdgeScalars) -> [f32; 2] {
+        let (go, xt) = (&g_o[ar.edge_head[e] as usize * d..][..d], &x[ar.edge_tail[e] as usize * d..][..d]);
+        let mut acc = [[0.0f32; WG]; 2];
+        let mut ub = [0.0f32; WG];
+        for c0 in (0..d).step_by(WG) {
+            let len = WG.min(d - c0);
+            ar.u_into(rel, d, e, c0, &mut ub[..len]);
+            lanes_backward(&mut acc, &go[c0..][..len], &ub[..len], &xt[c0..][..len]);
+        }
+        backward_scalars(tree(acc), edge.nrm[e], edge.xr[e])
+    }
+
+    /// The forward's per-edge scalars.
+    #[derive(Clone, Copy)]
+    struct EdgeScalars<'a> {
+        alpha: &'a [f32],
+        nrm: &'a [f32],
+        xr: &'a [f32],
+        s: &'a [f32],
+    }
+
+    impl<'a> EdgeScalars<'a> {
+        fn new(edge: &'a [f32], t: usize) -> Self {
+            EdgeScalars { alpha: &edge[..t], nrm: &edge[t..2 * t], xr: &edge[2 * t..3 * t], s: &edge[3 * t..4 * t] }
+        }
+    }
+
+    /// `y_h[cols] += α (x_t − 2 (x_t·ρ) ρ)` for one edge, `u` = `u_e[cols]`.
+    fn y_axpy(row: &mut [f32], alpha: f32, nrm: f32, xr: f32, xt: &[f32], u: &[f32]) {
+        let (nc, two_xr) = (nrm.max(NORM_EPS), 2.0 * xr);
+        for ((o, &xv), &uv) in row.iter_mut().zip(xt).zip(u) {
+            *o += alpha * (xv - two_xr * (uv / nc));
+        }
+    }
+
+    /// `part_h[cols] += g_s ρ` for one edge.
+    fn part_axpy(row: &mut [f32], gs: f32, nrm: f32, u: &[f32]) {
+        let nc = nrm.max(NORM_EPS);
+        for (o, &uv) in row.iter_mut().zip(u) {
+            *o += gs * (uv / nc);
+        }
+    }
+
+    /// Rows `rows` × columns `cols` of a `[rows, d]` output, `out` holding them row-major.
+    struct Task<'o> {
+        rows: Range<usize>,
+        cols: Range<usize>,
+        out: &'o mut [f32],
+    }
+
+    /// Splits a zeroed `[n_rows, d]` output into tasks of about equal cost (`cost(row)` + 1 per row):
+    /// consecutive light rows are grouped, a row costing at least twice the target (and so at least 128)
+    /// is split into column blocks.
+    fn tasks(out: &mut [f32], d: usize, n_rows: usize, cost: impl Fn(usize) -> usize) -> Vec<Task<'_>> {
+        debug_assert!(d > 0);
+        let mut tasks = Vec::new();
+        let costs: Vec<usize> = (0..n_rows).map(|r| cost(r) + 1).collect();
+        let target = (costs.iter().sum::<usize>() / TASKS).max(64);
+        let mut rest = out;
+        let (mut start, mut acc) = (0, 0);
+        for (r, &c) in costs.iter().enumerate() {
+            if c >= 2 * target && d >= 2 * MIN_COLS {
+                if start < r {
+                    let (block, tail) = std::mem::take(&mut rest).split_at_mut((r - start) * d);
+                    rest = tail;
+                    tasks.push(Task { rows: start..r, cols: 0..d, out: block });
+                }
+                let k = (c / target).min(d / MIN_COLS);
+                let width = d.div_ceil(k).next_multiple_of(8);
+                let (row, tail) = std::mem::take(&mut rest).split_at_mut(d);
+                rest = tail;
+                for (i, block) in row.chunks_mut(width).enumerate() {
+                    let c0 = i * width;
+                    tasks.push(Task { rows: r..r + 1, cols: c0..c0 + block.len(), out: block });
+                }
+                (start, acc) = (r + 1, 0);
+            } else {
+                acc += c;
+                if acc >= target {
+                    let (block, tail) = std::mem::take(&mut rest).split_at_mut((r + 1 - start) * d);
+                    rest = tail;
+                    tasks.push(Task { rows: start..r + 1, cols: 0..d, out: block });
+                    (start, acc) = (r + 1, 0);
+                }
+            }
+        }
+        if start < n_rows {
+            tasks.push(Task { rows: start..n_rows, cols: 0..d, out: rest });
+        }
+        tasks
+    }
+
+    /// Runs `f(row, cols, out_row, values, scratch)` for every row of every task, tasks in parallel, with
+    /// one scratch vector per task; collects the `values` each task pushes, in task order.
+    fn run_tasks<V, F>(tasks: Vec<Task<'_>>, f: F) -> Vec<V>
+    where
+        V: Send,
+        F: Fn(usize, Range<usize>, &mut [f32], &mut Vec<V>, &mut Vec<f32>) + Send + Sync,
+    {
+        let per_task = crate::cpu::par_map_items(tasks, |task| {
+            let (mut vals, mut scratch) = (Vec::new(), Vec::new());
+            for (r, row) in task.rows.zip(task.out.chunks_exact_mut(task.cols.len())) {
+                f(r, task.cols.clone(), row, &mut vals, &mut scratch);
+            }
+            vals
+        });
+        per_task.into_iter().flatten().collect()
+    }
+
+    /// A zeroed `[n_rows, d]` output filled by `f(row, cols, out_row, u_scratch)` over [`tasks`].
+    fn build_rows<F>(n_rows: usize, d: usize, cost: impl Fn(usize) -> usize, f: F) -> Vec<f32>
+    where
+        F: Fn(usize, Range<usize>, &mut [f32], &mut [f32]) + Send + Sync,
+    {
+        let mut out = vec![0.0f32; n_rows * d];
+        run_tasks::<(), _>(tasks(&mut out, d, n_rows, cost), |r, cols, row, _, u| {
+            u.resize(cols.len(), 0.0);
+            f(r, cols, row, u);
+        });
+        out
+    }
+
+    /// Forward: `(y [n, d], edge scalars [4, T] = α, ‖u‖, x_t·ρ, s)`, equal to [`super::cpu::forward`].
+    pub fn forward(g: &GraphView, x: &[f32], rel: &[f32], a: &[f32], d: usize, act: Act) -> (Vec<f32>, Vec<f32>) {
+        if d == 0 {
+            // No columns: only the softmax over zero logits is left, and the scratch layouts need d > 0.
+            return super::cpu::forward(g, x, rel, a, d, act);
+        }
+        let (n, t) = (g.n, g.t);
+        let ar = Arrays::new(g);
+        let mut edge = vec![0.0f32; 4 * t];
+        // Heavy heads: dot products in parallel over their edges, then the softmax.
+        let heavy: Vec<usize> = (0..n).filter(|&h| ar.heavy(h)).collect();
+        let heavy_edges: Vec<usize> = heavy.iter().flat_map(|&h| ar.out_edges(h)).collect();
+        let sc = crate::cpu::par_map(heavy_edges.len(), |i| forward_edge(&ar, x, rel, a, d, heavy_edges[i]));
+        for (&e, v) in heavy_edges.iter().zip(&sc) {
+            for (k, &val) in v.iter().enumerate() {
+                edge[(k + 1) * t + e] = val;
+            }
+        }
+        for &h in &heavy {
+            let (m, z) = softmax(ar.out_edges(h).map(|e| edge[3 * t + e]));
+            for e in ar.out_edges(h) {
+                edge[e] = (edge[3 * t + e] - m).exp() / z;
+            }
+        }
+        // Rows; light heads compute their edges' scalars on the way: [α, ‖u‖, x_t·ρ, s] per edge.
+        let mut y = vec![0.0f32; n * d];
+        let light: Vec<[f32; 4]> = {
+            let es = EdgeScalars::new(&edge, t);
+            run_tasks(tasks(&mut y, d, n, |h| ar.out_edges(h).len()), |h, cols, row, out: &mut Vec<[f32; 4]>, u| {
+                let edges = ar.out_edges(h);
+                let w = cols.len();
+                if ar.heavy(h) {
+                    u.resize(w, 0.0);
+                    for e in edges.clone() {
+                        if e + 1 < edges.end {
+                            ar.prefetch_u(rel, d, e + 1, &cols);
+                            prefetch_row(x, d, ar.edge_tail[e + 1] as usize, &cols);
+                        }
+                        ar.u_into(rel, d, e, cols.start, u);
+                        let xt = &x[ar.edge_tail[e] as usize * d + cols.start..][..w];
+                        y_axpy(row, es.alpha[e], es.nrm[e], es.xr[e], xt, u);
+                    }
+                } else {
+                    // A light head's row is never split: cols = 0..d.
+                    u.resize(edges.len() * d, 0.0);
+                    let first = out.len();
+                    for (e, ue) in edges.clone().zip(u.chunks_exact_mut(d)) {
+                        if e + 1 < t {
+                            ar.prefetch_u(rel, d, e + 1, &cols);
+                            prefetch_row(x, d, ar.edge_tail[e + 1] as usize, &cols);
+                        }
+                        ar.u_into(rel, d, e, 0, ue);
+                        let mut acc = [[0.0f32; WG]; 3];
+                        lanes_forward(&mut acc, ue, &x[ar.edge_tail[e] as usize * d..][..d], a);
+                        let [nrm, xr, s] = forward_scalars(tree(acc));
+                        out.push([0.0, nrm, xr, s]);
+                    }
+                    let (m, z) = softmax(out[first..].iter().map(|v| v[3]));
+                    for (e, (v, ue)) in edges.zip(out[first..].iter_mut().zip(u.chunks_exact(d))) {
+                        v[0] = (v[3] - m).exp() / z;
+                        y_axpy(row, v[0], v[1], v[2], &x[ar.edge_tail[e] as usize * d..][..d], ue);
+                    }
+                }
+                for v in row.iter_mut() {
+                    *v = activate(act, *v);
+                }
+            })
+        };
+        let light_edges = (0..n).filter(|&h| !ar.heavy(h)).flat_map(|h| ar.out_edges(h));
+        for (e, v) in light_edges.zip(light) {
+            for (k, val) in v.into_iter().enumerate() {
+                edge[k * t + e] = val;
+            }
+        }
+        (y, edge)
+    }
+
+    /// Backward: `(g_x [n, d], g_rel [R, d], part [n, d])`, equal to [`super::cpu::backward`].
+    pub fn backward(g: &GraphView, x: &[f32], rel: &[f32], a: &[f32], d: usize, edge: &[f32], g_o: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        if d == 0 {
+            return (Vec::new(), Vec::new(), Vec::new());
+        }
+        let (n, t) = (g.n, g.t);
+        let ar = Arrays::new(g);
+        let es = EdgeScalars::new(edge, t);
+        let (alpha, nrm, xr, s) = (es.alpha, es.nrm, es.xr, es.s);
+        // Pass A. Per edge g_o·ρ and g_s (g_s_e = α_e (g_α_e − Σ_{e' ∈ out(h)} α_e' g_α_e')), and part[h] =
+        // Σ_{e ∈ out(h)} g_s_e ρ_e. Heavy heads: dot products in parallel over their edges first.
+        let (mut gr, mut gs) = (vec![0.0f32; t], vec![0.0f32; t]);
+        let heavy: Vec<usize> = (0..n).filter(|&h| ar.heavy(h)).collect();
+        let heavy_edges: Vec<usize> = heavy.iter().flat_map(|&h| ar.out_edges(h)).collect();
+        let sc = crate::cpu::par_map(heavy_edges.len(), |i| backward_edge(&ar, x, rel, g_o, d, heavy_edges[i], es));
+        for (&e, v) in heavy_edges.iter().zip(&sc) {
+            (gr[e], gs[e]) = (v[0], v[1]);
+        }
+        for &h in &heavy {
+            let mut sum = 0.0f32;
+            for e in ar.out_edges(h) {
+                sum += alpha[e] * gs[e];
+            }
+            for e in ar.out_edges(h) {
+                gs[e] = alpha[e] * (gs[e] - sum);
+            }
+        }
+        let mut part = vec![0.0f32; n * d];
+        let light: Vec<[f32; 2]> = run_tasks(tasks(&mut part, d, n, |h| ar.out_edges(h).len()), |h, cols, row, out: &mut Vec<[f32; 2]>, u| {
+            let edges = ar.out_edges(h);
+            let w = cols.len();
+            if ar.heavy(h) {
+                u.resize(w, 0.0);
+                for e in edges.clone() {
+                    if e + 1 < edges.end {
+                        ar.prefetch_u(rel, d, e + 1, &cols);
+                    }
+                    ar.u_into(rel, d, e, cols.start, u);
+                    part_axpy(row, gs[e], nrm[e], u);
+                }
+            } else {
+                let go = &g_o[h * d..][..d];
+                u.resize(edges.len() * d, 0.0);
+                let first = out.len();
+                let mut sum = 0.0f32;
+                for (e, ue) in edges.clone().zip(u.chunks_exact_mut(d)) {
+                    if e + 1 < t {
+                        ar.prefetch_u(rel, d, e + 1, &cols);
+                        prefetch_row(x, d, ar.edge_tail[e + 1] as usize, &cols);
+                    }
+                    ar.u_into(rel, d, e, 0, ue);
+                    let mut acc = [[0.0f32; WG]; 2];
+                    lanes_backward(&mut acc, go, ue, &x[ar.edge_tail[e] as usize * d..][..d]);
+                    let [gre, gae] = backward_scalars(tree(acc), nrm[e], xr[e]);
+                    sum += alpha[e] * gae;
+                    out.push([gre, gae]);
+                }
+                for (e, (v, ue)) in edges.zip(out[first..].iter_mut().zip(u.chunks_exact(d))) {
+                    v[1] = alpha[e] * (v[1] - sum);
+                    part_axpy(row, v[1], nrm[e], ue);
+                }
+            }
+        });
+        let light_edges = (0..n).filter(|&h| !ar.heavy(h)).flat_map(|h| ar.out_edges(h));
+        for (e, v) in light_edges.zip(light) {
+            (gr[e], gs[e]) = (v[0], v[1]);
+        }
+        // Pass B, per tail: g_x[t] = Σ_{e into t} α_e (g_o[h] − 2 (g_o[h]·ρ_e) ρ_e).
+        let g_x = build_rows(
+            n,
+            d,
+            |tl| span(ar.tail_offsets, tl).len(),
+            |tl, cols, row, u| {
+                let ks = span(ar.tail_offsets, tl);
+                for k in ks.clone() {
+                    let e = ar.tail_edges[k] as usize;
+                    if let Some(&next) = ar.tail_edges.get(k + 1) {
+                        ar.prefetch_u(rel, d, next as usize, &cols);
+                        prefetch_row(g_o, d, ar.edge_head[next as usize] as usize, &cols);
+                    }
+                    let (al, nc, two_gr) = (alpha[e], nrm[e].max(NORM_EPS), 2.0 * gr[e]);
+                    ar.u_into(rel, d, e, cols.start, u);
+                    let go = &g_o[ar.edge_head[e] as usize * d + cols.start..][..cols.len()];
+                    for ((o, &gv), &uv) in row.iter_mut().zip(go).zip(u.iter()) {
+                        *o += al * (gv - two_gr * (uv / nc));
+                    }
+                }
+            },
+        );
+        // Pass C, per relation: g_Rel[r] = Σ_{(e, m)} m g_u_e, g_u_e = (g_ρ_e − (g_ρ_e·ρ_e) ρ_e) / ‖u_e‖.
+        let g_rel = build_rows(
+            g.r,
+            d,
+            |r| span(ar.rel_offsets, r).len(),
+            |r, cols, row, u| {
+                let av = &a[cols.clone()];
+                let entries = span(ar.rel_offsets, r);
+                for k in entries {
+                    let (e, w) = (ar.rel_edges[k] as usize, ar.rel_val[k]);
+                    if let Some(&next) = ar.rel_edges.get(k + 1) {
+                        let next = next as usize;
+                        ar.prefetch_u(rel, d, next, &cols);
+                        prefetch_row(g_o, d, ar.edge_head[next] as usize, &cols);
+                        prefetch_row(x, d, ar.edge_tail[next] as usize, &cols);
+                    }
+                    let nc = nrm[e].max(NORM_EPS);
+                    let (m2a, xre, gre, gse) = (-2.0 * alpha[e], xr[e], gr[e], gs[e]);
+                    let c = if nrm[e] >= NORM_EPS { -4.0 * alpha[e] * xr[e] * gr[e] + gs[e] * s[e] } else { 0.0 };
+                    ar.u_into(rel, d, e, cols.start, u);
+                    let go = &g_o[ar.edge_head[e] as usize * d + cols.start..][..cols.len()];
+                    let xt = &x[ar.edge_tail[e] as usize * d + cols.start..][..cols.len()];
+                    for ((((o, &gv), &xv), &aj), &uv) in row.iter_mut().zip(go).zip(xt).zip(av).zip(u.iter()) {
+                        let g_rho = m2a * (xre * gv + gre * xv) + gse * aj;
+                        *o += w * ((g_rho - c * (uv / nc)) / nc);
+                    }
+                }
+            },
+        );
         (g_x, g_rel, part)
     }
 }

@@ -133,6 +133,7 @@ fn forward(dev: &Device, g: &G, x: &[f32], rel: &[f32], a: &[f32], d: usize, act
     reflection::reflection_attention(&g.build(dev), &t(dev, x, &[g.n, d]), &t(dev, rel, &[g.r, d]), &t(dev, a, &[d]), act).unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward(dev: &Device, g: &G, x: &[f32], rel: &[f32], a: &[f32], d: usize, act: Act, gy: &[f32]) -> Vec<Tensor> {
     let graph = g.build(dev);
     let (xt, rt, at) = (t(dev, x, &[g.n, d]), t(dev, rel, &[g.r, d]), t(dev, a, &[d]));
@@ -148,6 +149,73 @@ fn check_cpu_vs_naive(name: &str, g: &G, x: &[f32], rel: &[f32], a: &[f32], d: u
     assert_close(&format!("{name} y"), &vals(&y), &f32s(&want_y), 2e-6, 1e-4);
     let alpha_sorted: Vec<f64> = g.order().iter().map(|&e| want_alpha[e]).collect();
     assert_close(&format!("{name} alpha"), &vals(&saved.alpha().unwrap()), &f32s(&alpha_sorted), 2e-6, 1e-4);
+}
+
+/// The fast CPU path (what `Device::Cpu` runs) against the shader-order twin, on the graph's slices:
+/// forward y and edge scalars, backward g_x, g_rel and part (from the twin's edge scalars, with `gy` as
+/// g_o). The fast path performs the twin's f32 operations in the same order, so they agree bit for bit.
+#[allow(clippy::too_many_arguments)]
+fn check_fast_vs_twin(name: &str, g: &G, x: &[f32], rel: &[f32], a: &[f32], d: usize, act: Act, gy: &[f32]) {
+    let graph = g.build(&Device::Cpu);
+    let (index, weights) = (graph.index.to_vec_u32_blocking().unwrap(), graph.weights.to_vec_f32_blocking().unwrap());
+    let view = reflection::cpu::GraphView { layout: graph.layout, index: &index, weights: &weights, n: graph.n(), t: graph.num_edges(), r: graph.num_rel() };
+    let same = |what: &str, got: &[f32], want: &[f32]| {
+        assert_eq!(got.len(), want.len(), "{name} {what}: lengths differ");
+        if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+            panic!("{name} {what}[{i}]: fast {} != twin {} (d = {d})", got[i], want[i]);
+        }
+    };
+    let (y_twin, edge_twin) = reflection::cpu::forward(&view, x, rel, a, d, act);
+    let (y_fast, edge_fast) = reflection::fast::forward(&view, x, rel, a, d, act);
+    same("y", &y_fast, &y_twin);
+    same("edge scalars", &edge_fast, &edge_twin);
+    let twin = reflection::cpu::backward(&view, x, rel, a, d, &edge_twin, gy);
+    let fast = reflection::fast::backward(&view, x, rel, a, d, &edge_twin, gy);
+    same("g_x", &fast.0, &twin.0);
+    same("g_rel", &fast.1, &twin.1);
+    same("part", &fast.2, &twin.2);
+}
+
+/// `g` plus `extra` edges into entity `hub` (a tail hub), from random heads, each with one relation.
+fn with_tail_hub(mut g: G, hub: u32, extra: usize, seed: u64) -> G {
+    let mut rng = Rng(seed);
+    for _ in 0..extra {
+        g.edges.push((rng.below(g.n) as u32, hub));
+        g.mix.push(vec![(rng.below(g.r) as u32, 1.0)]);
+    }
+    g
+}
+
+#[test]
+fn fast_cpu_path_matches_twin() {
+    // Hubs heavy enough that the fast path splits their rows into column blocks (for d >= 32): a head hub
+    // (entity 1, 700 extra out-edges, also past the fused per-head path), a tail hub (entity 2, 600 extra
+    // in-edges) and, with only 3 relations, relations owning a third or more of the entries each. Ragged
+    // widths around the 64 lanes of the dot products and the 8-column blocks; tiny graphs too.
+    let heavy = with_tail_hub(random_graph(3, 400, 3, 2000, 700), 2, 600, 4);
+    let wide = random_graph(5, 300, 12, 1500, 100);
+    let cases = [(&heavy, 1), (&heavy, 7), (&heavy, 33), (&heavy, 64), (&heavy, 130), (&wide, 37), (&wide, 70), (&wide, 300)];
+    for (i, &(g, d)) in cases.iter().enumerate() {
+        let (x, rel, a) = inputs(200 + i as u64, g, d);
+        let gy = rand_vec(210 + i as u64, g.n * d, -1.0, 1.0);
+        for act in [Act::Tanh, Act::Identity] {
+            check_fast_vs_twin(&format!("case {i} {act:?}"), g, &x, &rel, &a, d, act, &gy);
+        }
+    }
+    let small = small_graph();
+    let (x, rel, a) = inputs(220, &small, 5);
+    check_fast_vs_twin("small graph", &small, &x, &rel, &a, 5, Act::Tanh, &rand_vec(221, small.n * 5, -1.0, 1.0));
+    let degenerate = [
+        G { n: 3, r: 2, edges: vec![], mix: vec![] },
+        G { n: 1, r: 1, edges: vec![(0, 0)], mix: vec![vec![(0, 1.0)]] },
+        G { n: 2, r: 1, edges: vec![(0, 1), (1, 0)], mix: vec![vec![], vec![(0, 1.0)]] },
+    ];
+    for (i, g) in degenerate.iter().enumerate() {
+        for d in [0usize, 1, 5] {
+            let (x, rel, a) = inputs(230 + i as u64, g, d);
+            check_fast_vs_twin(&format!("degenerate {i} d={d}"), g, &x, &rel, &a, d, Act::Tanh, &rand_vec(240, g.n * d, -1.0, 1.0));
+        }
+    }
 }
 
 #[test]
@@ -357,6 +425,7 @@ proptest! {
         let (x, rel, a) = inputs(seed + 7, &g, d);
         let gy = rand_vec(seed + 11, n * d, -1.0, 1.0);
         check_cpu_vs_naive("prop", &g, &x, &rel, &a, d, Act::Tanh);
+        check_fast_vs_twin("prop", &g, &x, &rel, &a, d, Act::Tanh, &gy);
         check_backends("prop reflection", 1e-5, 1e-4, |dev| {
             let (y, saved) = forward(dev, &g, &x, &rel, &a, d, Act::Tanh);
             let mut out = vec![y, saved.edge];
