@@ -111,6 +111,11 @@ pub struct TrainArgs {
     /// First epoch of iterative learning.
     #[arg(long)]
     pub il_start: Option<usize>,
+    /// Iterative learning period s (default 5, as the reference code): mutual nearest neighbours every s
+    /// epochs; the candidate set is reset when (epoch + 1) mod 10s = s and the candidates that stayed
+    /// mutual nearest neighbours join the training pairs every 10s epochs.
+    #[arg(long)]
+    pub il_step: Option<usize>,
     /// Evaluate every N epochs.
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -186,6 +191,7 @@ impl TrainArgs {
             t.iterative = false;
         }
         t.il_start = self.il_start.unwrap_or(t.il_start);
+        t.il_step = self.il_step.unwrap_or(t.il_step);
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
         t.seed = self.seed;
         let model = LoginMeaConfig {

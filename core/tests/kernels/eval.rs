@@ -231,3 +231,26 @@ proptest! {
         check_ranks("prop ranks", &s, n, rpb);
     }
 }
+
+#[test]
+fn similarity_over_column_blocks_equals_the_concatenation() {
+    // P = [P1 | P2 | P3] (widths 5, 64, 7), Q likewise; ragged row tiles.
+    let (n, m, widths) = (70usize, 45usize, [5usize, 64, 7]);
+    check_backends("similarity_tiles_blocks", 1e-5, 1e-4, |d| {
+        let pb: Vec<_> = widths.iter().enumerate().map(|(i, &w)| t(d, &rand_vec(10 + i as u64, n * w, -1.0, 1.0), &[n, w])).collect();
+        let qb: Vec<_> = widths.iter().enumerate().map(|(i, &w)| t(d, &rand_vec(20 + i as u64, m * w, -1.0, 1.0), &[m, w])).collect();
+        let pr: Vec<&mmea_core::Tensor> = pb.iter().collect();
+        let qr: Vec<&mmea_core::Tensor> = qb.iter().collect();
+        let whole = ev::similarity_tiles(&ops::concat_cols(&pr).unwrap(), &ops::concat_cols(&qr).unwrap(), 17).unwrap();
+        let blocked = ev::similarity_tiles_blocks(&pb, &qb, 17).unwrap();
+        assert_eq!(blocked.block_rows(), whole.block_rows());
+        let (a, b) = (whole.to_vec_f32_blocking().unwrap(), blocked.to_vec_f32_blocking().unwrap());
+        assert_close("blocks vs concatenation", &b, &a, 1e-5, 1e-4);
+        vec![blocked.to_tensor().unwrap()]
+    });
+    let d = Device::Cpu;
+    let p = [t(&d, &[0.0; 6], &[2, 3])];
+    let q = [t(&d, &[0.0; 8], &[2, 4])];
+    assert!(matches!(ev::similarity_tiles_blocks(&p, &q, 1), Err(Error::Shape { .. })));
+    assert!(matches!(ev::similarity_tiles_blocks(&p, &[], 1), Err(Error::InvalidArgument { .. })));
+}
