@@ -30,9 +30,9 @@ fn load(dir: &Path) -> Result<Row> {
     let text = String::from_utf8_lossy(&fsx::read(&mpath)?).to_string();
     let fin = text
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "final")
-        .last()
+        .find(|v| v["kind"] == "final")
         .ok_or_else(|| Error::Format { path: mpath.display().to_string(), detail: "no final evaluation: the run has not finished".into() })?;
     let dataset = fin["dataset"].as_str().unwrap_or("?").to_string();
     Ok(Row { dataset, spec, fin })

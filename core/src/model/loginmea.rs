@@ -251,13 +251,13 @@ impl LoginMea {
             None
         };
         let mut weighted = Vec::with_capacity(mm);
-        for mi in 0..mm {
+        for (mi, nhm) in nh.iter().enumerate() {
             weighted.push(match &omega {
                 Some(om) => {
                     let w = ad::reshape(tape, &rowad::slice_cols(tape, om, mi, 1)?, &[n])?;
-                    rowad::scale_rows(tape, &nh[mi], &w)?
+                    rowad::scale_rows(tape, nhm, &w)?
                 }
-                None => ad::scale(tape, &nh[mi], 1.0 / mm as f32)?,
+                None => ad::scale(tape, nhm, 1.0 / mm as f32)?,
             });
         }
         let o = match c.fusion {

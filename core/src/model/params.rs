@@ -14,6 +14,9 @@ use crate::data::rng::Rng;
 use crate::error::{Error, Result};
 use crate::tensor::{Device, Tensor};
 
+/// A tensor on the host: name, shape, data.
+pub type HostTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The `format` metadata value of our checkpoints.
 pub const CHECKPOINT_FORMAT: &str = "mmea-checkpoint-1";
 
@@ -83,7 +86,7 @@ impl Params {
 
     #[cfg(not(target_arch = "wasm32"))]
     /// Host copies of every tensor, in order.
-    pub fn to_host_blocking(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn to_host_blocking(&self) -> Result<Vec<HostTensor>> {
         self.names.iter().zip(&self.tensors).map(|(n, t)| Ok((n.clone(), t.shape().to_vec(), t.to_vec_f32_blocking()?))).collect()
     }
 
@@ -110,7 +113,7 @@ impl Params {
 }
 
 /// Serialises host tensors and metadata to safetensors bytes.
-pub fn to_safetensors(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn to_safetensors(tensors: &[HostTensor], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
@@ -124,7 +127,7 @@ pub fn to_safetensors(tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: &Has
 
 /// A parsed checkpoint: tensors (host) in file order and the metadata.
 pub struct CheckpointData {
-    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    pub tensors: Vec<HostTensor>,
     pub metadata: HashMap<String, String>,
 }
 
