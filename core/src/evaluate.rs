@@ -122,8 +122,3 @@ pub fn evaluate_blocking(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions)
 pub fn evaluate_normalized_blocks_blocking(p: &[Tensor], q: &[Tensor], opts: &EvalOptions) -> Result<EvalReport> {
     pollster::block_on(evaluate_normalized_blocks(p, q, opts))
 }
-
-#[cfg(not(target_arch = "wasm32"))]
-pub fn evaluate_normalized_blocking(p: &Tensor, q: &Tensor, opts: &EvalOptions) -> Result<EvalReport> {
-    pollster::block_on(evaluate_normalized(p, q, opts))
-}

@@ -14,7 +14,7 @@
 //! Everything is deterministic for a seed: the per-epoch shuffle is seeded by `(seed, epoch)`, the kernels
 //! use no atomics, so a resumed run (see [`TrainerState`]) repeats an uninterrupted one exactly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -435,9 +435,4 @@ pub fn evaluate_params(model: &LoginMea, params: &Params, inputs: &Inputs, pairs
     let p = normalized_blocks_blocking(&blocks, &left)?;
     let q = normalized_blocks_blocking(&blocks, &right)?;
     evaluate_normalized_blocks_blocking(&p, &q, opts)
-}
-
-/// Names → tensors of a [`Params`] (for callers that look tensors up repeatedly).
-pub fn by_name(p: &Params) -> HashMap<&str, &Tensor> {
-    p.names().iter().map(String::as_str).zip(p.tensors()).collect()
 }

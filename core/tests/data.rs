@@ -561,6 +561,30 @@ fn seeded_split_is_deterministic_with_dev_from_train() {
 }
 
 #[test]
+fn carve_dev_moves_a_seeded_tenth_of_train_and_keeps_an_existing_dev() {
+    let train: Vec<(u32, u32)> = (0..30).map(|i| (i, 100 + i)).collect();
+    let fixed = Split { train: train.clone(), dev: vec![], test: vec![(50, 150)], source: "train_ill/test_ill".into() };
+    let (mut a, mut b, mut c) = (fixed.clone(), fixed.clone(), fixed.clone());
+    a.carve_dev(0.1, 7);
+    b.carve_dev(0.1, 7);
+    c.carve_dev(0.1, 8);
+    assert_eq!(a, b);
+    assert_ne!(a.dev, c.dev);
+    assert_eq!((a.train.len(), a.dev.len(), &a.test), (27, 3, &fixed.test));
+    let mut all: Vec<_> = a.train.iter().chain(&a.dev).copied().collect();
+    all.sort();
+    assert_eq!(all, train);
+    assert!(a.source.contains("dev: 3 pairs"));
+    // A split that has a dev part, or a zero fraction, is left alone.
+    let before = a.clone();
+    a.carve_dev(0.5, 1);
+    assert_eq!(a, before);
+    let mut z = fixed.clone();
+    z.carve_dev(0.0, 1);
+    assert_eq!(z, fixed);
+}
+
+#[test]
 fn fill_policies() {
     let ds = tiny();
     let raw = RawFeatures { path: "f".into(), ids: vec!["a".into(), "c".into()], dim: 2, data: vec![1.0, 0.0, 0.0, 1.0] };

@@ -199,9 +199,10 @@ fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
     Ok(v)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+/// The median (the upper one of an even count); NaN for no values.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub fn run(backend: Backend, quick: bool, runs: usize) -> Result<()> {

@@ -9,13 +9,9 @@ use mmea_core::model::LoginMea;
 use mmea_core::train::Trainer;
 use mmea_core::{Backend, Device, Result};
 
+use crate::bench::median;
 use crate::setup;
 use crate::train_cmd::{device_name, TrainArgs};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
     let mut args = TrainArgs::demo();

@@ -78,15 +78,7 @@ pub fn make_split(ds: &Dataset, train_ratio: f64, dev_fraction: f64, seed: u64, 
     match (&ds.split, use_own) {
         (Some(own), true) => {
             let mut sp = own.clone();
-            if sp.dev.is_empty() && dev_fraction > 0.0 {
-                // Carve the dev split from the end of a seeded shuffle of the training pairs.
-                let mut train = sp.train.clone();
-                data::Rng::new(seed).shuffle(&mut train);
-                let n_dev = ((train.len() as f64) * dev_fraction).floor() as usize;
-                sp.dev = train.split_off(train.len() - n_dev);
-                sp.train = train;
-                sp.source = format!("{} (dev: {n_dev} pairs of its training pairs, seed {seed})", sp.source);
-            }
+            sp.carve_dev(dev_fraction, seed);
             Ok(sp)
         }
         _ => Split::seeded(&ds.links, train_ratio, dev_fraction, seed),

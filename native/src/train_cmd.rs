@@ -26,6 +26,7 @@ use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState}
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
 
+use crate::bench::median;
 use crate::fsx;
 use crate::plot;
 use crate::setup::{self, RunSpec, DEMO};
@@ -423,7 +424,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         Protocol::Clean => "dev H@1 (CSLS)",
         Protocol::Reference => "test H@1 (CSLS)",
     };
-    let (mut epoch_secs, mut eval_secs) = (Vec::new(), Vec::new());
+    let (mut epoch_secs, mut eval_secs): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let mut last_metric = String::new();
     while !trainer.done() {
         let t0 = Instant::now();
@@ -476,12 +477,11 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     let t_test = t1.elapsed().as_secs_f64();
     let dev = if trainer.split.dev.is_empty() { None } else { Some(trainer.evaluate_on(&selected, &trainer.split.dev, false)?) };
     let metrics = json!({ "test": test, "dev": dev });
-    let (mut es, mut vs) = (epoch_secs.clone(), eval_secs.clone());
     fsx::append_line(
         &dir.file("metrics.jsonl"),
         &json!({
             "kind": "final", "epoch": sel_epoch, "epochs": trainer.epoch, "test": test, "dev": dev,
-            "test_eval_seconds": t_test, "epoch_seconds_median": median(&mut es), "eval_seconds_median": median(&mut vs),
+            "test_eval_seconds": t_test, "epoch_seconds_median": median(epoch_secs.clone()), "eval_seconds_median": median(eval_secs.clone()),
             "session_seconds": t_start.elapsed().as_secs_f64(), "resumed": resume,
             "device": device_name(&device), "peak_rss_bytes": setup::peak_rss_bytes(),
             "final_train_pairs": trainer.train_pairs.len(),
@@ -507,17 +507,12 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     println!(
         "time: {:.1} s total, {:.3} s per epoch (median), {:.3} s per in-training evaluation, {:.2} s for the final test evaluation",
         t_start.elapsed().as_secs_f64(),
-        median(&mut epoch_secs),
-        median(&mut eval_secs),
+        median(epoch_secs),
+        median(eval_secs),
         t_test
     );
     println!("checkpoint: {}", dir.file("checkpoint.safetensors").display());
     Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub fn device_name(d: &Device) -> String {

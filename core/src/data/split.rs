@@ -58,6 +58,21 @@ impl Split {
         })
     }
 
+    /// For a split that came without a dev part (e.g. `train_ill`/`test_ill`): moves the last
+    /// `floor(len · dev_fraction)` pairs of a seeded shuffle of the training pairs to dev. Does nothing when
+    /// a dev part exists or the fraction is 0.
+    pub fn carve_dev(&mut self, dev_fraction: f64, seed: u64) {
+        if !self.dev.is_empty() || dev_fraction <= 0.0 {
+            return;
+        }
+        let mut train = std::mem::take(&mut self.train);
+        Rng::new(seed).shuffle(&mut train);
+        let n_dev = ((train.len() as f64) * dev_fraction.min(1.0)).floor() as usize;
+        self.dev = train.split_off(train.len() - n_dev);
+        self.train = train;
+        self.source = format!("{} (dev: {n_dev} pairs of its training pairs, seed {seed})", self.source);
+    }
+
     /// Writes `part \t kg1_id \t kg2_id` lines (part: train, dev, test) with the dataset's external ids.
     pub fn to_tsv(&self, ds: &Dataset) -> String {
         let mut s = String::new();

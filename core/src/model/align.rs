@@ -3,15 +3,15 @@
 //! kept candidates (LightEA style).
 //!
 //! The joint embedding stays in `[N, d]` column blocks: each block's rows are scaled by the inverse norm
-//! of the **joint** row, so `Σ_b P_b Q_bᵀ` is the cosine matrix, and the score matrix is formed in row
-//! chunks that fit one 128 MiB binding. Nothing of size `N × d·blocks` or `N₁ × N₂` is ever allocated,
+//! of the **joint** row, so `Σ_b P_b Q_bᵀ` is the cosine matrix (`ops::eval::similarity_tiles_blocks`), and
+//! the score matrix is formed one row chunk at a time, each within one 128 MiB binding. Nothing of size `N × d·blocks` or `N₁ × N₂` is ever allocated,
 //! so memory stays bounded for 100k entities.
 
 use crate::error::{Error, Result};
 use crate::gpu::BROWSER_BINDING_LIMIT;
-use crate::ops::eval::{topk_rows, MAX_K};
-use crate::ops::sinkhorn::{sinkhorn_topk_indexed, TiledMatrix, TopkIndex};
-use crate::ops::{add, gather_rows, matmul_ex, row_dot, scale_rows, slice_rows};
+use crate::ops::eval::{similarity_tiles_blocks, topk_rows, MAX_K};
+use crate::ops::sinkhorn::{sinkhorn_topk_indexed, TopkIndex};
+use crate::ops::{add, gather_rows, row_dot, scale_rows, slice_rows};
 use crate::tensor::{Device, Tensor};
 
 /// Rows `idx` of each block, scaled by `1 / ‖joint row‖` (so the blocks side by side are unit rows).
@@ -57,16 +57,9 @@ pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Cand
     let mut r0 = 0;
     while r0 < n1 {
         let len = chunk.min(n1 - r0);
-        let mut s: Option<Tensor> = None;
-        for (pb, qb) in p.iter().zip(q) {
-            let part = matmul_ex(&slice_rows(pb, r0, len)?, qb, None, false, true, 1.0)?;
-            s = Some(match s {
-                None => part,
-                Some(acc) => add(&acc, &part)?,
-            });
-        }
-        let s = s.ok_or_else(|| Error::invalid(OP, "no blocks"))?;
-        let top = topk_rows(&TiledMatrix::whole(&s)?, k)?;
+        // One chunk of rows at a time (one tile), so only `chunk × n2` scores exist at once.
+        let rows: Vec<Tensor> = p.iter().map(|b| slice_rows(b, r0, len)).collect::<Result<_>>()?;
+        let top = topk_rows(&similarity_tiles_blocks(&rows, q, len)?, k)?;
         cols.extend(top.indices.to_vec_u32().await?);
         scores.extend(top.values.to_vec_f32().await?);
         r0 += len;

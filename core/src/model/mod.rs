@@ -6,7 +6,7 @@
 //!   structure-only baseline.
 //!
 //! Every model produces its joint embedding as a list of `[N, d]` column blocks (see [`loginmea`] for why),
-//! and [`embed_rows`] turns rows of it into normalised vectors for evaluation and alignment.
+//! and [`align::normalized_blocks`] turns rows of it into unit-length blocks for evaluation and alignment.
 
 pub mod align;
 pub mod inputs;
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::autodiff::{Tape, Var};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::ops::SegmentIndex;
 use crate::tensor::Tensor;
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
@@ -42,16 +41,6 @@ pub fn embed_blocks(model: &LoginMea, params: &Params, inputs: &Inputs) -> Resul
     let (_, vars) = tape_vars(&tape, params, false);
     let out = model.forward(&tape, &vars, inputs)?;
     Ok(out.blocks.into_iter().map(|b| b.value).collect())
-}
-
-/// Rows `idx` of the joint embedding, concatenated and L2-normalised: `[idx.len(), d·blocks]`.
-pub fn embed_rows(blocks: &[Tensor], idx: &[u32]) -> Result<Tensor> {
-    let tape = Tape::new();
-    let vars: Vec<Var> = blocks.iter().map(|b| tape.constant(b)).collect();
-    let n = blocks.first().map(|b| b.shape()[0]).unwrap_or(0);
-    let dev = blocks.first().map(|b| b.device()).unwrap_or(crate::tensor::Device::Cpu);
-    let seg = SegmentIndex::from_indices(&dev, idx, n)?;
-    Ok(loginmea::gather_joint(&tape, &vars, &seg)?.value)
 }
 
 /// Identifies a dataset well enough to refuse a checkpoint trained on another one.

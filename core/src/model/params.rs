@@ -64,16 +64,6 @@ impl Params {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    /// A copy on `device`.
-    pub fn to_device_blocking(&self, device: &Device) -> Result<Params> {
-        let mut out = Params::new();
-        for (n, t) in self.names.iter().zip(&self.tensors) {
-            out.push(n.clone(), t.to_device_blocking(device)?);
-        }
-        Ok(out)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
     /// A deep copy (GPU tensors are read back and uploaded again, so later updates of `self` do not show).
     pub fn snapshot_blocking(&self) -> Result<Params> {
         let mut out = Params::new();
