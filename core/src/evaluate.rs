@@ -117,8 +117,3 @@ pub async fn evaluate_normalized_blocks(p: &[Tensor], q: &[Tensor], opts: &EvalO
 pub fn evaluate_blocking(emb: &Tensor, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
     pollster::block_on(evaluate(emb, pairs, opts))
 }
-
-#[cfg(not(target_arch = "wasm32"))]
-pub fn evaluate_normalized_blocks_blocking(p: &[Tensor], q: &[Tensor], opts: &EvalOptions) -> Result<EvalReport> {
-    pollster::block_on(evaluate_normalized_blocks(p, q, opts))
-}

@@ -22,7 +22,7 @@ use crate::autodiff::Tape;
 use crate::data::rng::Rng;
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::evaluate::{evaluate_normalized_blocks_blocking, EvalOptions, EvalReport, SinkhornDecoding};
+use crate::evaluate::{EvalOptions, EvalReport, SinkhornDecoding};
 use crate::gpu::BROWSER_BINDING_LIMIT;
 use crate::model::align::normalized_blocks_blocking;
 use crate::model::{embed_blocks, tape_vars, Inputs, LoginMea, Params};
@@ -424,15 +424,7 @@ impl Trainer {
     }
 }
 
-/// Evaluates a model's parameters on `pairs` with the protocol of §2.
+/// Evaluates a model's parameters on `pairs` with the protocol of §2 (blocking).
 pub fn evaluate_params(model: &LoginMea, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
-    if pairs.is_empty() {
-        return Err(Error::invalid("evaluate", "no pairs to evaluate"));
-    }
-    let blocks = embed_blocks(model, params, inputs)?;
-    let left: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-    let right: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-    let p = normalized_blocks_blocking(&blocks, &left)?;
-    let q = normalized_blocks_blocking(&blocks, &right)?;
-    evaluate_normalized_blocks_blocking(&p, &q, opts)
+    pollster::block_on(crate::model::checkpoint::evaluate_model(model, params, inputs, pairs, opts))
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::model::align::{normalized_blocks_blocking, sinkhorn_rerank_blocking, top_candidates_blocking};
-use mmea_core::model::{embed_blocks, CheckpointData, Fingerprint, Inputs, LoginMea, Params};
+use mmea_core::model::{checkpoint, embed_blocks, CheckpointData, Inputs, LoginMea, Params};
 use mmea_core::train::evaluate_params;
 use mmea_core::{Backend, Device, Error, Result};
 
@@ -49,34 +49,19 @@ pub struct Loaded {
 pub fn load(args: &CkptArgs, backend: Backend) -> Result<Loaded> {
     let path = args.checkpoint.display().to_string();
     let ck = CheckpointData::parse(&path, &fsx::read(&args.checkpoint)?)?;
-    let fmt = |d: String| Error::Format { path: path.clone(), detail: d };
-    let model_name = ck.meta(&path, "model")?;
-    if model_name != "loginmea" {
-        return Err(fmt(format!("model `{model_name}` is not known to this version")));
-    }
+    // The full native run spec (data path, image files); core's `open` checks the rest.
     let mut spec: RunSpec = setup::parse_json(&path, ck.meta(&path, "run_spec")?)?;
     if let Some(d) = &args.data {
         spec.data = d.clone();
     }
     let ds = setup::load_dataset(&spec.data)?;
-    let fp: Fingerprint = setup::parse_json(&path, ck.meta(&path, "dataset")?)?;
-    if let Some(why) = fp.mismatch(&Fingerprint::of(&ds)) {
-        return Err(fmt(format!("does not match the data at `{}`: {why}", spec.data)));
-    }
-    let split = Split::from_tsv(&ds, &format!("{path} (split metadata)"), ck.meta(&path, "split")?.as_bytes())?;
+    let images = setup::load_images(&ds, &spec)?;
     let device = backend.open_blocking()?;
-    let inputs = setup::build_inputs(&device, &ds, &spec)?;
-    let model = LoginMea::new(spec.model.clone(), &inputs)?;
-    // The shapes a model built from this data needs (values unused).
-    let expected = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 0)?;
-    let params = ck.params(&device)?;
-    expected.check_compatible(&params, &path)?;
-    // Keep the model's parameter order.
-    let mut ordered = Params::new();
-    for name in expected.names() {
-        ordered.push(name.clone(), params.get(name)?.clone());
-    }
-    Ok(Loaded { spec, ds, split, inputs, model, params: ordered, device })
+    let o = checkpoint::open(&path, &ck, &ds, images.as_ref(), &device).map_err(|e| match e {
+        Error::Format { path, detail } => Error::Format { path, detail: format!("{detail} (data: `{}`)", spec.data) },
+        other => other,
+    })?;
+    Ok(Loaded { spec, ds, split: o.split, inputs: o.inputs, model: o.model, params: o.params, device })
 }
 
 pub fn eval(args: CkptArgs, part: Part, sinkhorn: bool, json: bool, backend: Backend) -> Result<()> {

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mmea_core::data::{self, Dataset, FeatureOptions, FillPolicy, IdSource, RawFeatures, Split};
-use mmea_core::model::{Inputs, LoginMeaConfig, ModalityChoice};
+use mmea_core::data::{self, Dataset, FillPolicy, IdSource, ModalityFeatures, RawFeatures, Split};
+use mmea_core::model::{checkpoint, Inputs, LoginMeaConfig, ModalityChoice};
 use mmea_core::train::TrainConfig;
 use mmea_core::{Device, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -45,32 +45,27 @@ pub fn load_dataset(data: &str) -> Result<Dataset> {
     }
 }
 
-/// Builds the inputs of `spec` for `ds` on `device`; returns them with the notes on absent modalities.
-pub fn build_inputs(device: &Device, ds: &Dataset, spec: &RunSpec) -> Result<Inputs> {
-    let opts = FeatureOptions { char_bigrams: spec.modalities.names, ..Default::default() };
-    let features = data::build_features(ds, &opts);
-    let images = match &spec.images {
-        Some(path) => {
-            let bytes = fsx::read(Path::new(path))?;
-            let ids_bytes = match &spec.image_ids {
-                Some(p) => Some((p.clone(), fsx::read(Path::new(p))?)),
-                None => None,
-            };
-            let ids = match &ids_bytes {
-                Some((p, b)) => IdSource::List { path: p, bytes: b },
-                None => IdSource::InFile,
-            };
-            let raw = RawFeatures::from_bytes(path, &bytes, ids)?;
-            // LoginMEA's filling: neighbour mean, rows L2-normalised (mmea-spec §1.5).
-            Some(data::attach(ds, &raw, "image", FillPolicy::NeighbourMean, spec.train.seed, true)?)
-        }
+/// The image features of `spec` (attached to `ds` with LoginMEA's filling), if the run has any.
+pub fn load_images(ds: &Dataset, spec: &RunSpec) -> Result<Option<ModalityFeatures>> {
+    let Some(path) = &spec.images else { return Ok(None) };
+    let bytes = fsx::read(Path::new(path))?;
+    let ids_bytes = match &spec.image_ids {
+        Some(p) => Some((p.clone(), fsx::read(Path::new(p))?)),
         None => None,
     };
-    let mut inputs = Inputs::build(device, ds, &features, images.as_ref(), &spec.modalities)?;
-    if let Some(img) = &images {
-        inputs.notes.push(format!("image: {}", img.report));
-    }
-    Ok(inputs)
+    let ids = match &ids_bytes {
+        Some((p, b)) => IdSource::List { path: p, bytes: b },
+        None => IdSource::InFile,
+    };
+    let raw = RawFeatures::from_bytes(path, &bytes, ids)?;
+    // LoginMEA's filling: neighbour mean, rows L2-normalised (mmea-spec §1.5).
+    Ok(Some(data::attach(ds, &raw, "image", FillPolicy::NeighbourMean, spec.train.seed, true)?))
+}
+
+/// Builds the inputs of `spec` for `ds` on `device` (the notes list absent modalities).
+pub fn build_inputs(device: &Device, ds: &Dataset, spec: &RunSpec) -> Result<Inputs> {
+    let images = load_images(ds, spec)?;
+    Ok(checkpoint::build_inputs(device, ds, &spec.modalities, images.as_ref())?.0)
 }
 
 /// The split of a run: the dataset's own (if it has one and `use_own`), else seeded.

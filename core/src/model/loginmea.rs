@@ -113,6 +113,9 @@ pub struct Output {
     pub omega: Option<Var>,
     /// Global modality weights σ `[1, M]`.
     pub sigma: Option<Var>,
+    /// With [`LoginMea::forward_explained`]: each reflection layer's attention weights `α_e` `[T]` (graph
+    /// edge order), named like the blocks (`structure.x1`, …, `joint.x1`, …).
+    pub attention: Vec<(String, Tensor)>,
 }
 
 fn mname(m: Modality) -> &'static str {
@@ -184,9 +187,16 @@ impl LoginMea {
         Ok(p)
     }
 
-    fn layer(&self, tape: &Tape, inputs: &Inputs, x: &Var, rel: &Var, a: &Var) -> Result<Var> {
+    /// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.
+    fn layer(&self, tape: &Tape, inputs: &Inputs, x: &Var, rel: &Var, a: &Var, name: &str, attention: &mut Option<Vec<(String, Tensor)>>) -> Result<Var> {
         match self.config.graph_layer {
-            GraphLayer::Reflection => rad::reflection_attention(tape, &inputs.graph, x, rel, a, Act::Tanh),
+            GraphLayer::Reflection => {
+                let (y, alpha) = rad::reflection_attention_alpha(tape, &inputs.graph, x, rel, a, Act::Tanh, attention.is_some())?;
+                if let (Some(list), Some(alpha)) = (attention.as_mut(), alpha) {
+                    list.push((name.to_string(), alpha));
+                }
+                Ok(y)
+            }
             GraphLayer::Mean => {
                 let (m, mt) = &inputs.nbr_mean;
                 let y = sad::spmm(tape, m, mt, x)?;
@@ -198,6 +208,15 @@ impl LoginMea {
     /// The forward pass over all entities. `vars` are the parameters on `tape` (as params to train, or
     /// as constants for inference), by name.
     pub fn forward(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        self.forward_impl(tape, vars, inputs, None)
+    }
+
+    /// [`Self::forward`], also keeping every reflection layer's attention weights (`Output::attention`).
+    pub fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        self.forward_impl(tape, vars, inputs, Some(Vec::new()))
+    }
+
+    fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, mut attention: Option<Vec<(String, Tensor)>>) -> Result<Output> {
         let c = &self.config;
         let v = |name: &str| vars.get(name).ok_or_else(|| Error::invalid("LoginMea::forward", format!("missing parameter `{name}`")));
         let mut blocks = Vec::new();
@@ -209,14 +228,15 @@ impl LoginMea {
         blocks.push(x.clone());
         names.push("structure.x0".to_string());
         for l in 1..=c.layers {
-            x = self.layer(tape, inputs, &x, v("rel")?, v(&format!("a_s{l}"))?)?;
+            let name = format!("structure.x{l}");
+            x = self.layer(tape, inputs, &x, v("rel")?, v(&format!("a_s{l}"))?, &name, &mut attention)?;
             blocks.push(x.clone());
-            names.push(format!("structure.x{l}"));
+            names.push(name);
         }
 
         let mm = self.modalities.len();
         if mm == 0 {
-            return Ok(Output { blocks, block_names: names, omega: None, sigma: None });
+            return Ok(Output { blocks, block_names: names, omega: None, sigma: None, attention: attention.unwrap_or_default() });
         }
         // Modality encoders.
         let mut h = Vec::with_capacity(mm);
@@ -236,7 +256,7 @@ impl LoginMea {
             names.push(format!("joint.y0.{}", mname(*m)));
         }
         if !self.joint_graph() {
-            return Ok(Output { blocks, block_names: names, omega: None, sigma: Some(sigma) });
+            return Ok(Output { blocks, block_names: names, omega: None, sigma: Some(sigma), attention: attention.unwrap_or_default() });
         }
         // Entity-specific modality weights.
         let n = inputs.n;
@@ -281,11 +301,12 @@ impl LoginMea {
         };
         let mut xj = ad::unary(tape, Unary::Tanh, &o)?;
         for l in 1..=c.layers {
-            xj = self.layer(tape, inputs, &xj, v("rel")?, v(&format!("a_j{l}"))?)?;
+            let name = format!("joint.x{l}");
+            xj = self.layer(tape, inputs, &xj, v("rel")?, v(&format!("a_j{l}"))?, &name, &mut attention)?;
             blocks.push(xj.clone());
-            names.push(format!("joint.x{l}"));
+            names.push(name);
         }
-        Ok(Output { blocks, block_names: names, omega, sigma: Some(sigma) })
+        Ok(Output { blocks, block_names: names, omega, sigma: Some(sigma), attention: attention.unwrap_or_default() })
     }
 
     /// The loss over `pairs` (KG1, KG2 indices) in chunks of `batch`: the sum of the chunks' mean losses

@@ -2,6 +2,7 @@
 //!
 //! - [`inputs`]: what a model reads from a dataset (features of the modalities present, graphs), on a device.
 //! - [`params`]: named parameters, initialisers, the safetensors checkpoint format.
+//! - [`checkpoint`]: opening a checkpoint against a dataset (rebuilt inputs, checks) and evaluating it.
 //! - [`loginmea`]: LoginMEA (mmea-spec §4.5) with its ablations; with no modality it is the
 //!   structure-only baseline.
 //!
@@ -9,6 +10,7 @@
 //! and [`align::normalized_blocks`] turns rows of it into unit-length blocks for evaluation and alignment.
 
 pub mod align;
+pub mod checkpoint;
 pub mod inputs;
 pub mod loginmea;
 pub mod params;

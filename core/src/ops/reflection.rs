@@ -461,16 +461,33 @@ pub mod ad {
     use super::{Act, RelGraph};
     use crate::autodiff::{Tape, Var};
     use crate::error::Result;
+    use crate::tensor::Tensor;
 
     /// [`super::reflection_attention`] on the tape; gradients flow to `x`, `rel` and `a`. Saves the inputs
     /// and the per-edge scalars (`4T` floats), never a `T × d` tensor.
     pub fn reflection_attention(tape: &Tape, graph: &RelGraph, x: &Var, rel: &Var, a: &Var, act: Act) -> Result<Var> {
+        Ok(reflection_attention_alpha(tape, graph, x, rel, a, act, false)?.0)
+    }
+
+    /// [`reflection_attention`], also returning the attention weights `α_e` `[T]` (graph edge order) when
+    /// `want_alpha` (for explanations; a copy of `T` floats).
+    pub fn reflection_attention_alpha(
+        tape: &Tape,
+        graph: &RelGraph,
+        x: &Var,
+        rel: &Var,
+        a: &Var,
+        act: Act,
+        want_alpha: bool,
+    ) -> Result<(Var, Option<Tensor>)> {
         let (y, saved) = super::reflection_attention(graph, &x.value, &rel.value, &a.value, act)?;
+        let alpha = if want_alpha { Some(saved.alpha()?) } else { None };
         let (g, xv, rv, av) = (graph.clone(), x.value.clone(), rel.value.clone(), a.value.clone());
-        Ok(tape.record(y, &[x, rel, a], move |g_y| {
+        let y = tape.record(y, &[x, rel, a], move |g_y| {
             let (gx, gr, ga) = super::reflection_attention_backward(&g, &xv, &rv, &av, act, &saved, g_y)?;
             Ok(vec![Some(gx), Some(gr), Some(ga)])
-        }))
+        });
+        Ok((y, alpha))
     }
 }
 

@@ -1,0 +1,145 @@
+//! The demo engine, natively: the same code the browser worker runs, on the CPU twin and (when an adapter
+//! exists; required with `MMEA_REQUIRE_GPU=1`) on wgpu, over the bundled checkpoint.
+#![cfg(not(target_arch = "wasm32"))]
+
+use mmea_core::gpu::{GpuContext, GpuOptions};
+use mmea_core::Device;
+use mmea_web::engine::{Engine, TOP};
+use serde_json::Value;
+
+fn checkpoint() -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo-model/checkpoint.safetensors");
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn load(dev: Device) -> Engine {
+    pollster::block_on(Engine::load(dev, "checkpoint.safetensors", &checkpoint())).expect("load the bundled checkpoint")
+}
+
+fn gpu() -> Option<Device> {
+    match GpuContext::new_blocking(&GpuOptions::default()) {
+        Ok(ctx) => Some(Device::Gpu(ctx)),
+        Err(e) => {
+            if std::env::var("MMEA_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("MMEA_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("SKIPPING the wgpu comparison: no adapter ({e})");
+            None
+        }
+    }
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+#[test]
+fn metrics_equal_the_checkpoints_recorded_test_metrics() {
+    let e = load(Device::Cpu);
+    let got = serde_json::to_value(pollster::block_on(e.metrics()).unwrap()).unwrap();
+    // `mmea train` evaluated the selected model on test with the same code and wrote it into the metadata.
+    let recorded: Value = serde_json::from_str(&e.opened.metadata["metrics"]).unwrap();
+    let want = &recorded["test"];
+    let mut compared = 0;
+    for dec in ["plain", "csls", "sinkhorn"] {
+        for dir in ["l2r", "r2l"] {
+            for m in ["hits1", "hits10", "mrr", "mr"] {
+                let (g, w) = (at(&got, &[dec, dir, m]).as_f64().unwrap(), at(want, &[dec, dir, m]).as_f64().unwrap());
+                assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{dec} {dir} {m}: engine {g}, recorded {w}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 24);
+}
+
+#[test]
+fn entity_views_are_consistent() {
+    let e = load(Device::Cpu);
+    let n2 = e.n2();
+    let test = &e.opened.split.test;
+    // A test source with a gold partner.
+    let (src, gold) = test[0];
+    let v = e.entity(src as usize).unwrap();
+    for list in ["plain", "csls", "sinkhorn"] {
+        let c = v[list].as_array().unwrap();
+        assert_eq!(c.len(), TOP, "{list}");
+        let scores: Vec<f64> = c.iter().map(|x| x["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{list} is best first: {scores:?}");
+        // The gold flag marks exactly the gold target.
+        for x in c {
+            assert_eq!(x["gold"].as_bool().unwrap(), x["target"].as_u64().unwrap() as u32 + e.n1() as u32 == gold);
+        }
+    }
+    // The plain list (align's top-k kernel) agrees with sorting the host cosine row.
+    let row = &e.cosine[src as usize * n2..(src as usize + 1) * n2];
+    let best = row.iter().enumerate().fold((0, f32::MIN), |b, (j, &s)| if s > b.1 { (j, s) } else { b });
+    assert_eq!(v["plain"][0]["target"].as_u64().unwrap() as usize, best.0);
+    let rank = v["gold"]["rank"]["plain"].as_u64().unwrap() as usize;
+    let in_list = v["plain"].as_array().unwrap().iter().position(|x| x["gold"].as_bool().unwrap());
+    assert_eq!(in_list.map(|p| p + 1), (rank <= TOP).then_some(rank));
+    // Modality weights: ω sums to 1 over the modalities present.
+    let w = v["weights"].as_array().unwrap();
+    assert_eq!(w.len(), e.opened.model.modalities.len());
+    if e.omega.is_some() {
+        let s: f64 = w.iter().map(|x| x["omega"].as_f64().unwrap()).sum();
+        assert!((s - 1.0).abs() < 1e-5, "ω sums to {s}");
+    }
+    // Attention: every entity's out-edge weights sum to 1 in every layer.
+    assert_eq!(e.attention.len(), 2 * e.opened.model.config.layers);
+    for (name, alpha) in &e.attention {
+        for h in 0..e.opened.inputs.n {
+            let (a, b) = (e.head_offsets[h] as usize, e.head_offsets[h + 1] as usize);
+            if a < b {
+                let s: f32 = alpha[a..b].iter().sum();
+                assert!((s - 1.0).abs() < 1e-4, "{name}: entity {h} attention sums to {s}");
+            }
+        }
+    }
+    assert!(e.entity(e.n1()).is_err(), "a KG2 index is not a source");
+}
+
+#[test]
+fn sinkhorn_steps_normalise_and_pca_projects_everything() {
+    let e = load(Device::Cpu);
+    let (src, _) = e.opened.split.test[3];
+    let v = pollster::block_on(e.sinkhorn_steps(src as usize, 8, 6, 0.05)).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 7);
+    let sums = |s: &Value, k: &str| s[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+    // Each iteration ends with a column step: columns sum to 1 exactly; rows approach 1.
+    let last = &steps[6];
+    assert!(sums(last, "col_sums").iter().all(|c| (c - 1.0).abs() < 1e-4), "{:?}", sums(last, "col_sums"));
+    let dev0: f64 = sums(&steps[1], "row_sums").iter().map(|r| (r - 1.0).abs()).sum();
+    let dev6: f64 = sums(last, "row_sums").iter().map(|r| (r - 1.0).abs()).sum();
+    assert!(dev6 <= dev0 + 1e-6, "row sums move towards 1: {dev0} then {dev6}");
+    assert!(pollster::block_on(e.sinkhorn_steps(src as usize, 1, 6, 0.05)).is_err());
+
+    let p = pollster::block_on(e.pca(30)).unwrap();
+    let pts = p["points"].as_array().unwrap();
+    assert_eq!(pts.len(), e.opened.inputs.n);
+    let ex: Vec<f64> = p["explained"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(ex[0] > 0.0 && ex[0] <= 1.0 && ex[1] > 0.0 && ex[0] + ex[1] <= 1.0 + 1e-4 && ex[0] >= ex[1] - 1e-4, "{ex:?}");
+    // The projection is centred.
+    let mean: f64 = pts.iter().map(|q| q[0].as_f64().unwrap()).sum::<f64>() / pts.len() as f64;
+    assert!(mean.abs() < 1e-3, "mean of the first coordinate {mean}");
+}
+
+#[test]
+fn wgpu_engine_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = load(Device::Cpu);
+    let w = load(g);
+    let mc = serde_json::to_value(pollster::block_on(c.metrics()).unwrap()).unwrap();
+    let mw = serde_json::to_value(pollster::block_on(w.metrics()).unwrap()).unwrap();
+    for dec in ["plain", "csls", "sinkhorn"] {
+        for m in ["hits1", "mrr"] {
+            let (a, b) = (at(&mc, &[dec, "l2r", m]).as_f64().unwrap(), at(&mw, &[dec, "l2r", m]).as_f64().unwrap());
+            assert!((a - b).abs() <= 0.005, "{dec} {m}: cpu {a}, wgpu {b}");
+        }
+    }
+    let max_diff = c.cosine.iter().zip(&w.cosine).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(max_diff < 1e-3, "cosine matrices differ by {max_diff}");
+    let same_top1 = (0..c.n1()).filter(|&i| c.plain.cols[i * c.plain.k] == w.plain.cols[i * w.plain.k]).count();
+    assert!(same_top1 as f64 >= 0.99 * c.n1() as f64, "top-1 agrees for {same_top1} of {}", c.n1());
+}
