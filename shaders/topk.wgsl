@@ -35,7 +35,8 @@ struct Params {
     inv_k: f32,
 }
 
-const LOWEST: f32 = -3.4028235e38;
+// Exactly -f32::MAX: browsers (Tint) reject a literal that rounds beyond the f32 range, such as -3.4028235e38.
+const LOWEST: f32 = -3.40282346638528859811704183484516925440e38;
 const NONE: u32 = 0xffffffffu;
 const KMAX: u32 = 16u;
 const LANES: u32 = 64u;

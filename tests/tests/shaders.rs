@@ -69,6 +69,21 @@ fn check_shader(name: &str, src: &str) -> Vec<String> {
             problems.push(format!("{name}: entry `{}` binds {storage} storage buffers (browsers guarantee {MAX_STORAGE_BUFFERS})", ep.name));
         }
     }
+    // Tint (Chromium's WGSL compiler) rejects float literals beyond the f32 range that naga accepts and
+    // rounds, e.g. -3.4028235e38.
+    for (ln, line) in src.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for tok in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '+' || c == '-')) {
+            let t = tok.trim_start_matches(['-', '+']).trim_end_matches('f');
+            if t.starts_with(|c: char| c.is_ascii_digit()) && t.contains(['e', 'E']) && !t.starts_with("0x") {
+                if let Ok(v) = t.parse::<f64>() {
+                    if v > f32::MAX as f64 {
+                        problems.push(format!("{name}:{}: the literal `{tok}` is outside the f32 range (browsers reject it)", ln + 1));
+                    }
+                }
+            }
+        }
+    }
     let header: String = src.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n").to_lowercase();
     for word in ["bindings", "threads", "cost"] {
         if !header.contains(word) {
@@ -121,4 +136,13 @@ fn browser_limits_are_enforced() {
     assert!(check_shader("wg.wgsl", wg).iter().any(|p| p.contains("workgroup memory")));
     let atom = "// Bindings: one. Threads: one. Cost: none.\n@group(0) @binding(0) var<storage, read_write> c: atomic<u32>;\n@compute @workgroup_size(1)\nfn main() { atomicAdd(&c, 1u); }\n";
     assert!(check_shader("atom.wgsl", atom).iter().any(|p| p.contains("atomics")));
+}
+
+#[test]
+fn out_of_range_float_literals_are_reported() {
+    let src = "// Bindings: none. Threads: one. Cost: nothing.\nconst LOWEST: f32 = -3.4028235e38;\n@compute @workgroup_size(1) fn main() { _ = LOWEST; }\n";
+    let problems = check_shader("lowest.wgsl", src);
+    assert!(problems.iter().any(|p| p.contains("lowest.wgsl:2") && p.contains("outside the f32 range")), "{problems:?}");
+    let ok = src.replace("-3.4028235e38", "-3.40282346638528859811704183484516925440e38");
+    assert!(check_shader("lowest.wgsl", &ok).is_empty(), "{:?}", check_shader("lowest.wgsl", &ok));
 }
