@@ -116,3 +116,33 @@ async fn sinkhorn_on_webgpu_matches_cpu() {
     assert_close("log plan", &results[0].0, &results[1].0, 1e-4);
     assert_close("g_s", &results[0].1, &results[1].1, 1e-3);
 }
+
+/// Every kernel the demo uses, end to end: the bundled checkpoint opened by the demo engine on WebGPU and
+/// on the CPU twin (both in this browser), then the forward pass, the score matrices (cosine, CSLS,
+/// Sinkhorn), the test metrics, a Sinkhorn step sequence and the PCA compared.
+#[wasm_bindgen_test]
+async fn demo_engine_on_webgpu_matches_cpu() {
+    use mmea_web::engine::Engine;
+    const CKPT: &[u8] = include_bytes!("../demo-model/checkpoint.safetensors");
+    let gpu = Engine::load(webgpu().await, "checkpoint.safetensors", CKPT).await.expect("load on WebGPU");
+    let cpu = Engine::load(Device::Cpu, "checkpoint.safetensors", CKPT).await.expect("load on the CPU");
+    assert_close("cosine", &gpu.cosine, &cpu.cosine, 1e-4);
+    assert_close("csls", &gpu.csls, &cpu.csls, 1e-4);
+    // The log-plan is S/ε plus potentials (values in the hundreds): compare relative to that scale.
+    assert_close("sinkhorn log-plan", &gpu.sinkhorn, &cpu.sinkhorn, 1e-4);
+    let same = (0..cpu.n1()).filter(|&i| gpu.plain.cols[i * gpu.plain.k] == cpu.plain.cols[i * cpu.plain.k]).count();
+    assert!(same as f64 >= 0.99 * cpu.n1() as f64, "plain top-1 agrees for {same} of {}", cpu.n1());
+    let (mg, mc) = (gpu.metrics().await.unwrap(), cpu.metrics().await.unwrap());
+    for (name, g, c) in [("plain", mg.plain, mc.plain), ("csls", mg.csls.unwrap(), mc.csls.unwrap()), ("sinkhorn", mg.sinkhorn.unwrap(), mc.sinkhorn.unwrap())] {
+        assert!((g.l2r.hits1 - c.l2r.hits1).abs() <= 0.005 && (g.l2r.mrr - c.l2r.mrr).abs() <= 0.005, "{name}: WebGPU {:?} vs CPU {:?}", g.l2r, c.l2r);
+    }
+    let (src, _) = cpu.opened.split.test[0];
+    let sg = gpu.sinkhorn_steps(src as usize, 8, 5, 0.05).await.unwrap();
+    let sc = cpu.sinkhorn_steps(src as usize, 8, 5, 0.05).await.unwrap();
+    let plan = |v: &serde_json::Value| -> Vec<f32> { v["steps"][5]["plan"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    assert_close("sinkhorn steps", &plan(&sg), &plan(&sc), 1e-3);
+    let pg = gpu.pca(30).await.unwrap();
+    let pc = cpu.pca(30).await.unwrap();
+    let ex = |v: &serde_json::Value| -> Vec<f32> { v["explained"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    assert_close("PCA explained variance", &ex(&pg), &ex(&pc), 1e-3);
+}
