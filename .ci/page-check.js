@@ -1,6 +1,7 @@
 // End-to-end check of the built demo in Debian's Chromium (Playwright): load the page, wait until it is
 // READY, compare its in-browser test metrics with native `mmea eval --json` of the same checkpoint (1e-4),
-// pick a known source entity and compare its top-1 with native `mmea align`, run the kernel self-check,
+// pick a known source entity and compare its top-1 with native `mmea align`, upload a corrupt file and
+// expect a clear message, run the kernel self-check,
 // save a screenshot, and fail on any page error or console error.
 // Usage: node page-check.js URL webgpu|cpu SCREENSHOT EVAL_JSON ALIGN_TSV ENTITY_LABEL
 // "cpu" launches Chromium without --enable-unsafe-webgpu: requestAdapter() returns null on this platform,
@@ -70,6 +71,14 @@ function nativeTop1(tsv, label) {
     await page.waitForFunction(() => document.querySelector('#sinkhorn svg') && document.querySelector('#pca svg') && document.querySelector('#graph svg'), null, { timeout: 60000 });
     // Move the Sinkhorn slider to the last iteration so the screenshot shows a converged plan.
     await page.$eval('#iter', el => { el.value = el.max; el.dispatchEvent(new Event('input')); });
+
+    // A corrupt upload gets a clear message and leaves the loaded model in place.
+    await page.setInputFiles('#file', { name: 'broken.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('not a checkpoint at all') });
+    await page.waitForFunction(() => !document.getElementById('load-error').hidden, null, { timeout: 60000 });
+    const loadErr = await page.textContent('#load-error');
+    console.log(`[${mode}] corrupt upload: ${loadErr}`);
+    if (!/Could not open broken\.safetensors: .*not a safetensors/.test(loadErr)) problems.push(`unclear message for a corrupt upload: ${loadErr}`);
+    if ((await page.textContent('#entity-label')) !== entity) problems.push('the corrupt upload replaced the loaded state');
 
     // The kernel self-check on this device.
     await page.click('#selfcheck');

@@ -143,3 +143,34 @@ fn wgpu_engine_matches_cpu() {
     let same_top1 = (0..c.n1()).filter(|&i| c.plain.cols[i * c.plain.k] == w.plain.cols[i * w.plain.k]).count();
     assert!(same_top1 as f64 >= 0.99 * c.n1() as f64, "top-1 agrees for {same_top1} of {}", c.n1());
 }
+
+#[test]
+fn bad_checkpoints_get_clear_errors() {
+    let msg = |bytes: &[u8]| match pollster::block_on(Engine::load(Device::Cpu, "upload.safetensors", bytes)) {
+        Ok(_) => panic!("a bad checkpoint was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let m = msg(b"definitely not a checkpoint");
+    assert!(m.contains("upload.safetensors") && m.contains("not a safetensors"), "{m}");
+    let bytes = checkpoint();
+    let m = msg(&bytes[..bytes.len() / 2]);
+    assert!(m.contains("upload.safetensors"), "{m}");
+
+    // A checkpoint of another dataset: the browser has only the demo pair.
+    let ck = mmea_core::model::CheckpointData::parse("c", &bytes).unwrap();
+    let mut meta = ck.metadata.clone();
+    let mut spec: Value = serde_json::from_str(&meta["run_spec"]).unwrap();
+    spec["data"] = Value::from("../shared/data/dbp15k/zh_en");
+    meta.insert("run_spec".into(), spec.to_string());
+    let other = mmea_core::model::params::to_safetensors(&ck.tensors, &meta).unwrap();
+    let m = msg(&other);
+    assert!(m.contains("trained on `../shared/data/dbp15k/zh_en`") && m.contains("--data demo"), "{m}");
+
+    // The demo pair, but a tensor of the wrong shape.
+    let mut tensors = ck.tensors.clone();
+    let t = tensors.iter_mut().find(|t| t.0 == "ent").unwrap();
+    t.1 = vec![t.1[0] / 2, t.1[1]];
+    t.2.truncate(t.1[0] * t.1[1]);
+    let m = msg(&mmea_core::model::params::to_safetensors(&tensors, &ck.metadata).unwrap());
+    assert!(m.contains("upload.safetensors") && m.contains("ent"), "{m}");
+}
