@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub csls_k: usize,
     pub sinkhorn_eps: f32,
     pub sinkhorn_iters: usize,
+    /// Extra negatives per epoch for InfoNCE (0: in-batch negatives only, as LoginMEA): this many KG2
+    /// entities drawn afresh each epoch from those in no training pair, shared by every chunk.
+    #[serde(default)]
+    pub negatives: usize,
 }
 
 impl TrainConfig {
@@ -79,6 +83,7 @@ impl TrainConfig {
                 csls_k: 3,
                 sinkhorn_eps: 0.02,
                 sinkhorn_iters: 10,
+                negatives: 0,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -94,6 +99,7 @@ impl TrainConfig {
                 csls_k: 3,
                 sinkhorn_eps: 0.02,
                 sinkhorn_iters: 10,
+                negatives: 0,
             },
         }
     }
@@ -206,6 +212,9 @@ impl Trainer {
         if cfg.protocol == Protocol::Clean && split.dev.is_empty() {
             return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
         }
+        if cfg.negatives > 0 && model.config.loss != crate::model::Loss::InfoNce {
+            return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for the InfoNCE loss only"));
+        }
         let mut adamw = AdamW::new(cfg.lr);
         adamw.weight_decay = cfg.weight_decay;
         let train_pairs = split.train.clone();
@@ -234,7 +243,8 @@ impl Trainer {
         let mut pairs = self.train_pairs.clone();
         Rng::new(cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);
 
-        let (loss_value, g) = self.loss_and_gradients(&pairs)?;
+        let negatives = self.sample_negatives(e);
+        let (loss_value, g) = self.loss_and_gradients(&pairs, &negatives)?;
         if !loss_value.is_finite() {
             return Err(Error::NonFinite {
                 op: "train",
@@ -249,13 +259,27 @@ impl Trainer {
         Ok(EpochStats { epoch: e, loss: loss_value, train_pairs: self.train_pairs.len(), il })
     }
 
-    /// The loss over `pairs` (in chunks of the batch size) and its gradient for every parameter, in the
-    /// parameters' order, at the current parameters (nothing is updated).
-    pub fn loss_and_gradients(&self, pairs: &[(u32, u32)]) -> Result<(f64, Vec<Option<Tensor>>)> {
+    /// Epoch `e`'s extra negatives ([`TrainConfig::negatives`]): KG2 entities in no current training pair,
+    /// drawn with a generator seeded by (seed, epoch), so a resumed run draws the same ones.
+    pub fn sample_negatives(&self, e: usize) -> Vec<u32> {
+        if self.cfg.negatives == 0 {
+            return Vec::new();
+        }
+        let used: HashSet<u32> = self.train_pairs.iter().map(|p| p.1).collect();
+        let mut pool: Vec<u32> = (self.inputs.n1 as u32..self.inputs.n as u32).filter(|j| !used.contains(j)).collect();
+        Rng::new(self.cfg.seed ^ 0x6e65_6761_7469_7665 ^ (e as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)).shuffle(&mut pool);
+        pool.truncate(self.cfg.negatives);
+        pool
+    }
+
+    /// The loss over `pairs` (in chunks of the batch size, with the extra `negatives`, KG2 indices) and its
+    /// gradient for every parameter, in the parameters' order, at the current parameters (nothing is
+    /// updated).
+    pub fn loss_and_gradients(&self, pairs: &[(u32, u32)], negatives: &[u32]) -> Result<(f64, Vec<Option<Tensor>>)> {
         let tape = Tape::new();
         let (vars, map) = tape_vars(&tape, &self.params, true);
         let out = self.model.forward(&tape, &map, &self.inputs)?;
-        let loss = self.model.loss(&tape, &out.blocks, pairs, self.cfg.batch, self.inputs.n)?;
+        let loss = self.model.loss(&tape, &out.blocks, pairs, negatives, self.cfg.batch, self.inputs.n)?;
         let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
         if !loss_value.is_finite() {
             return Ok((loss_value, Vec::new()));

@@ -84,7 +84,7 @@ fn first_step_gradients_agree_across_backends() {
     let (m, c) = config();
     let cpu = trainer(&Device::Cpu, m.clone(), c.clone());
     let pairs = cpu.split.train.clone();
-    let (lc, gc) = cpu.loss_and_gradients(&pairs).unwrap();
+    let (lc, gc) = cpu.loss_and_gradients(&pairs, &[]).unwrap();
     assert!(lc.is_finite());
     // Every parameter gets a gradient except the single-modality softmax inputs (θ, u): with one
     // modality, σ = ω = 1 whatever they are, so their gradient is exactly zero.
@@ -99,7 +99,7 @@ fn first_step_gradients_agree_across_backends() {
     }
     let Some(dev) = gpu() else { return };
     let gpu_t = trainer(&dev, m, c);
-    let (lg, gg) = gpu_t.loss_and_gradients(&pairs).unwrap();
+    let (lg, gg) = gpu_t.loss_and_gradients(&pairs, &[]).unwrap();
     assert!((lc - lg).abs() <= 1e-4 * lc.abs(), "loss CPU {lc} vs wgpu {lg}");
     for ((name, a), b) in cpu.params.names().iter().zip(&gc).zip(&gg) {
         let (a, b) = (host(a.as_ref().unwrap()), host(b.as_ref().unwrap()));

@@ -117,6 +117,10 @@ pub struct TrainArgs {
     /// mutual nearest neighbours join the training pairs every 10s epochs.
     #[arg(long)]
     pub il_step: Option<usize>,
+    /// Extra negatives for InfoNCE: each epoch, this many KG2 entities that are in no training pair join
+    /// the in-batch candidates (not in LoginMEA, which uses in-batch negatives only; 0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub negatives: usize,
     /// Evaluate every N epochs.
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -194,6 +198,7 @@ impl TrainArgs {
         t.il_start = self.il_start.unwrap_or(t.il_start);
         t.il_step = self.il_step.unwrap_or(t.il_step);
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
+        t.negatives = self.negatives;
         t.seed = self.seed;
         let model = LoginMeaConfig {
             dim: self.dim,

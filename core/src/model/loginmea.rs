@@ -310,12 +310,21 @@ impl LoginMea {
     }
 
     /// The loss over `pairs` (KG1, KG2 indices) in chunks of `batch`: the sum of the chunks' mean losses
-    /// (the reference code accumulates the gradients of every chunk before one optimiser step).
-    pub fn loss(&self, tape: &Tape, blocks: &[Var], pairs: &[(u32, u32)], batch: usize, n: usize) -> Result<Var> {
+    /// (the reference code accumulates the gradients of every chunk before one optimiser step). With
+    /// `negatives` (entity indices, none of them a positive), InfoNCE also contrasts every row against
+    /// them (not in LoginMEA; see `TrainConfig::negatives`).
+    pub fn loss(&self, tape: &Tape, blocks: &[Var], pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
         if pairs.is_empty() {
             return Err(Error::invalid("LoginMea::loss", "no training pairs"));
         }
         let dev = blocks[0].value.device();
+        let neg = if negatives.is_empty() {
+            None
+        } else if self.config.loss != Loss::InfoNce {
+            return Err(Error::invalid("LoginMea::loss", "extra negatives are implemented for the InfoNCE loss only"));
+        } else {
+            Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, negatives, n)?)?)
+        };
         let mut total: Option<Var> = None;
         for chunk in pairs.chunks(batch.max(1)) {
             let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
@@ -323,7 +332,10 @@ impl LoginMea {
             let p = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
             let q = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
             let l = match self.config.loss {
-                Loss::InfoNce => cad::info_nce(tape, &p, &q, self.config.tau)?,
+                Loss::InfoNce => match &neg {
+                    Some(nv) => cad::info_nce_neg(tape, &p, &q, nv, self.config.tau)?,
+                    None => cad::info_nce(tape, &p, &q, self.config.tau)?,
+                },
                 Loss::Icl => cad::icl(tape, &p, &q, self.config.tau, 0.5)?,
             };
             total = Some(match total {

@@ -161,6 +161,31 @@ pub fn info_nce(p: &Tensor, q: &Tensor, tau: f32, block_rows: Option<usize>) -> 
     Ok((loss, g_p, g_q))
 }
 
+/// [`info_nce`] with extra negatives: row-normalised `N [E, d]` join the in-batch candidates, so
+/// `S = P [Q ; N]ᵀ/τ` `[B, B+E]` with the gold of row i at column i, and
+/// `L = −(1/B) Σ_i log softmax_row(S)_ii`. Returns `(L [1], g_P, g_Q, g_N)` with
+/// `G = (softmax_row(S) − [I | 0])/B = [G_Q | G_N]`, `g_P = G [Q ; N]/τ`, `g_Q = G_Qᵀ P/τ`,
+/// `g_N = G_Nᵀ P/τ`. The caller must keep the positives out of `N` (a duplicate of `q_i` in `N` would be
+/// a false negative). Same kernels and tiling as [`info_nce`].
+pub fn info_nce_neg(p: &Tensor, q: &Tensor, n: &Tensor, tau: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    const OP: &str = "info_nce_neg";
+    let (b, d) = check(OP, p, q, tau, block_rows)?;
+    n.expect_dtype(OP, DType::F32)?;
+    let (e, dn) = n.dims2(OP)?;
+    if dn != d || e == 0 {
+        return Err(Error::shape(OP, "the negatives must be a non-empty [E, d] with the d of P and Q", &[p.shape(), n.shape()]));
+    }
+    let dev = common_device(OP, &[p, q, n])?;
+    let mut cols = Assembler::new(&dev, &[b + e, d], OP)?;
+    cols.put(OP, q, 0, 0, b * d)?;
+    cols.put(OP, n, 0, b * d, e * d)?;
+    let cols = cols.finish()?;
+    let mut losses = Assembler::new(&dev, &[b], OP)?;
+    let (g_p, g_cols) = tiled_ce(OP, p, &cols, 0, None, 1.0 / b as f32, tau, block_rows, &mut losses, 0)?;
+    let loss = sum_all(&losses.finish()?)?;
+    Ok((loss, g_p, slice_rows(&g_cols, 0, b)?, slice_rows(&g_cols, b, e)?))
+}
+
 /// MCLEA's ICL for row-normalised `P`, `Q` `[B, d]`, temperature τ and direction weight α:
 /// `L_a = CE([P Qᵀ | P Pᵀ − 10⁹ I]/τ)`, `L_b = CE([Q Pᵀ | Q Qᵀ − 10⁹ I]/τ)` with the gold at column i of the
 /// first block and each CE a mean over the B rows; `L = α L_a + (1−α) L_b`. Returns `(L [1], g_P, g_Q)` with
@@ -238,6 +263,12 @@ pub mod ad {
     pub fn info_nce(tape: &Tape, p: &Var, q: &Var, tau: f32) -> Result<Var> {
         let (loss, g_p, g_q) = super::info_nce(&p.value, &q.value, tau, None)?;
         Ok(tape.record(loss, &[p, q], move |g| Ok(vec![Some(scale_by(g, &g_p)?), Some(scale_by(g, &g_q)?)])))
+    }
+
+    /// [`super::info_nce_neg`] as a `[1]` loss; gradients flow to `p`, `q` and the negatives `n`.
+    pub fn info_nce_neg(tape: &Tape, p: &Var, q: &Var, n: &Var, tau: f32) -> Result<Var> {
+        let (loss, g_p, g_q, g_n) = super::info_nce_neg(&p.value, &q.value, &n.value, tau, None)?;
+        Ok(tape.record(loss, &[p, q, n], move |g| Ok(vec![Some(scale_by(g, &g_p)?), Some(scale_by(g, &g_q)?), Some(scale_by(g, &g_n)?)])))
     }
 
     /// [`super::icl`] as a `[1]` loss; backward as for [`info_nce`].

@@ -25,7 +25,7 @@ pub use rows::{
     scale_rows, scale_rows_backward, slice_cols, slice_cols_backward, slice_rows, slice_rows_backward, softmax_rows,
     softmax_rows_backward,
 };
-pub use contrastive::{icl, info_nce};
+pub use contrastive::{icl, info_nce, info_nce_neg};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
 pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, Metrics, Ranks, TopK};
 pub use sinkhorn::{sinkhorn, sinkhorn_backward, sinkhorn_topk, SinkhornOut, TiledMatrix, TopkIndex};

@@ -245,3 +245,48 @@ proptest! {
         });
     }
 }
+
+#[allow(clippy::too_many_arguments)]
+fn run_info_nce_neg(dev: &Device, p: &[f32], q: &[f32], n: &[f32], b: usize, e: usize, d: usize, tau: f32, block: Option<usize>) -> Vec<Tensor> {
+    let (l, gp, gq, gn) = ops::info_nce_neg(&t(dev, p, &[b, d]), &t(dev, q, &[b, d]), &t(dev, n, &[e, d]), tau, block).unwrap();
+    assert_eq!((l.shape(), gn.shape()), (&[1][..], &[e, d][..]));
+    vec![l, gp, gq, gn]
+}
+
+#[test]
+fn info_nce_with_negatives_matches_f64_reference_and_backends() {
+    // B = 300 rows against 300 + 170 columns (ragged over 256-wide strides), blocks of 64 and 97 rows.
+    let (b, e, d, tau) = (300, 170, 70, 0.1f32);
+    let p = unit_rows(30, b, d);
+    let q: Vec<f32> = p.iter().zip(unit_rows(31, b, d)).map(|(a, n)| a + 0.3 * n).collect();
+    let n = unit_rows(32, e, d);
+    // Reference: the cross-entropy over [Q ; N] with gold at column i.
+    let mut cols = q.clone();
+    cols.extend(&n);
+    let s: Vec<Vec<f64>> = (0..b)
+        .map(|i| (0..b + e).map(|j| (0..d).map(|k| p[i * d + k] as f64 * cols[j * d + k] as f64).sum::<f64>() / tau as f64).collect())
+        .collect();
+    let (l, g) = ce(&s, 1.0);
+    let gp = f32s(&mm(&g, &cols, d).into_iter().map(|v| v / tau as f64).collect::<Vec<_>>());
+    let gc: Vec<f64> = mm(&transpose(&g), &p, d).into_iter().map(|v| v / tau as f64).collect();
+    let (gq, gn) = (f32s(&gc[..b * d]), f32s(&gc[b * d..]));
+    for block in [None, Some(64), Some(97)] {
+        let got = run_info_nce_neg(&Device::Cpu, &p, &q, &n, b, e, d, tau, block);
+        assert_matches(&format!("cpu block={block:?}"), &got, l, &gp, &gq);
+        assert_close(&format!("cpu block={block:?} g_n"), &vals(&got[3]), &gn, 2e-6, 1e-3);
+        check_backends(&format!("info_nce_neg block={block:?}"), 1e-6, 1e-4, |dv| run_info_nce_neg(dv, &p, &q, &n, b, e, d, tau, block));
+    }
+    // Gradients by finite differences on a tiny case (blocks of 2 rows over B = 5).
+    let (b, e, d, tau) = (5, 3, 4, 0.5f32);
+    let (p, q, n) = (rand_vec(40, b * d, -1.0, 1.0), rand_vec(41, b * d, -1.0, 1.0), rand_vec(42, e * d, -1.0, 1.0));
+    let cpu = Device::Cpu;
+    let f = |p: &[f32], q: &[f32], n: &[f32]| vals(&run_info_nce_neg(&cpu, p, q, n, b, e, d, tau, Some(2))[0])[0] as f64;
+    let g = run_info_nce_neg(&cpu, &p, &q, &n, b, e, d, tau, Some(2));
+    assert_close("g_p", &vals(&g[1]), &finite_diff(&p, 1e-2, |v| f(v, &q, &n)), 2e-3, 2e-3);
+    assert_close("g_q", &vals(&g[2]), &finite_diff(&q, 1e-2, |v| f(&p, v, &n)), 2e-3, 2e-3);
+    assert_close("g_n", &vals(&g[3]), &finite_diff(&n, 1e-2, |v| f(&p, &q, v)), 2e-3, 2e-3);
+    assert!(vals(&g[3]).iter().any(|v| v.abs() > 1e-2), "negatives receive gradient");
+    // Shape errors name the op.
+    let err = ops::info_nce_neg(&t(&cpu, &p, &[b, d]), &t(&cpu, &q, &[b, d]), &t(&cpu, &n[..6], &[2, 3]), tau, None).unwrap_err();
+    assert!(err.to_string().contains("info_nce_neg"), "{err}");
+}
