@@ -364,6 +364,10 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             let text = String::from_utf8_lossy(&fsx::read(&cfg_path)?).to_string();
             let mut spec: RunSpec = setup::parse_json(&cfg_path.display().to_string(), &text)?;
             if let Some(e) = args.epochs {
+                if e != spec.train.epochs {
+                    // Keep the results table's command honest: the run is the original command, extended.
+                    spec.command = format!("{} ; mmea train --resume {} --epochs {e}", spec.command, d.display());
+                }
                 spec.train.epochs = e;
             }
             (spec, RunDir(d.clone()), true)
