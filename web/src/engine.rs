@@ -357,8 +357,8 @@ impl Engine {
         let mean = matmul_ex(&ones, &x, None, false, false, 1.0)?; // [1, d]
         let outer = matmul_ex(&mean, &mean, None, true, false, 1.0)?; // [d, d]
         let cov = mmea_core::ops::sub(&gram, &outer)?;
-        // Block power iteration on two vectors, deterministic start.
-        let mut v: Vec<f32> = (0..d * 2).map(|k| if k % 2 == 0 { 1.0 } else if (k / 2) % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        // Block power iteration on two vectors, from a fixed pseudo-random start.
+        let mut v: Vec<f32> = (0..d * 2).map(|k| (k as f32 * 0.618 + 0.3).sin()).collect();
         orthonormalise(&mut v, d);
         let mut eig = [0f32; 2];
         for _ in 0..iters.max(1) {

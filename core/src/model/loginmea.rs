@@ -187,6 +187,7 @@ impl LoginMea {
         Ok(p)
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.
     fn layer(&self, tape: &Tape, inputs: &Inputs, x: &Var, rel: &Var, a: &Var, name: &str, attention: &mut Option<Vec<(String, Tensor)>>) -> Result<Var> {
         match self.config.graph_layer {
