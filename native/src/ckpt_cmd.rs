@@ -84,6 +84,7 @@ pub fn eval(args: CkptArgs, part: Part, sinkhorn: bool, json: bool, backend: Bac
 pub struct AlignOpts {
     pub top_k: usize,
     pub sinkhorn: bool,
+    pub candidates: usize,
     pub eps: f32,
     pub iters: usize,
     pub output: Option<PathBuf>,
@@ -97,8 +98,11 @@ pub fn align(args: CkptArgs, o: AlignOpts, backend: Backend) -> Result<()> {
     let tgt: Vec<u32> = (n1..n).collect();
     let p = normalized_blocks_blocking(&blocks, &src)?;
     let q = normalized_blocks_blocking(&blocks, &tgt)?;
-    // Sinkhorn re-ranks within the kept candidates, so keep the most the top-k kernel allows.
-    let keep = if o.sinkhorn { mmea_core::ops::eval::MAX_K.min(tgt.len()) } else { o.top_k };
+    if o.top_k == 0 || (o.sinkhorn && o.candidates < o.top_k) {
+        return Err(Error::InvalidArgument { op: "align", detail: format!("--top-k must be at least 1 and at most --candidates (got {} and {})", o.top_k, o.candidates) });
+    }
+    // Sinkhorn re-ranks within the kept candidates.
+    let keep = if o.sinkhorn { o.candidates } else { o.top_k }.min(tgt.len());
     let mut cands = top_candidates_blocking(&p, &q, keep)?;
     if o.sinkhorn {
         cands = sinkhorn_rerank_blocking(&l.device, &cands, tgt.len(), o.eps, o.iters)?;

@@ -69,12 +69,15 @@ enum Command {
     Align {
         #[command(flatten)]
         ck: ckpt_cmd::CkptArgs,
-        /// Candidates per source entity (at most 16).
+        /// Candidates listed per source entity.
         #[arg(long, default_value_t = 10)]
         top_k: usize,
-        /// Re-rank each entity's 16 best candidates by sparse Sinkhorn (LightEA style).
+        /// Re-rank by sparse Sinkhorn (LightEA style) over each entity's best `--candidates` targets.
         #[arg(long)]
         sinkhorn: bool,
+        /// Targets kept per source entity for `--sinkhorn` (LightEA keeps 500); at least `--top-k`.
+        #[arg(long, default_value_t = 500)]
+        candidates: usize,
         #[arg(long, default_value_t = 0.02)]
         sinkhorn_eps: f32,
         #[arg(long, default_value_t = 15)]
@@ -121,9 +124,9 @@ fn main() -> ExitCode {
         Some(Command::Bench { runs, train: Some(data), .. }) => bench_train::run(&data, cli.backend, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Bench { quick, runs, train: None }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
-        Some(Command::Align { ck, top_k, sinkhorn, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
+        Some(Command::Align { ck, top_k, sinkhorn, candidates, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
             ck,
-            ckpt_cmd::AlignOpts { top_k, sinkhorn, eps: sinkhorn_eps, iters: sinkhorn_iters, output },
+            ckpt_cmd::AlignOpts { top_k, sinkhorn, candidates, eps: sinkhorn_eps, iters: sinkhorn_iters, output },
             cli.backend,
         )
         .map(|_| ExitCode::SUCCESS),

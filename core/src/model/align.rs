@@ -41,16 +41,29 @@ pub struct Candidates {
     pub scores: Vec<f32>,
 }
 
-/// Top-k targets by cosine for every source row; `p`, `q` from [`normalized_blocks`]. `k ≤ 16`.
+/// Top-k targets by cosine for every source row (best first; ties to the lower target index); `p`, `q`
+/// from [`normalized_blocks`]. Up to [`MAX_K`] (16) the top-k kernel selects on the device; beyond, each
+/// row chunk's score tile is read back and selected on the host (as LightEA keeps 500 candidates).
 pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Candidates> {
     const OP: &str = "top_candidates";
     if p.len() != q.len() || p.is_empty() {
         return Err(Error::invalid(OP, "source and target must have the same (non-zero) number of blocks"));
     }
+    p[0].dims2(OP)?;
+    let (n2, _) = q[0].dims2(OP)?;
+    if k == 0 || k > n2 {
+        return Err(Error::invalid(OP, format!("k must be in 1..={n2} (the number of targets), got {k}")));
+    }
+    top_candidates_with(p, q, k, k > MAX_K).await
+}
+
+/// [`top_candidates`] with the selection path chosen: on the host (`host`) or by the top-k kernel.
+pub async fn top_candidates_with(p: &[Tensor], q: &[Tensor], k: usize, host: bool) -> Result<Candidates> {
+    const OP: &str = "top_candidates";
     let (n1, _) = p[0].dims2(OP)?;
     let (n2, _) = q[0].dims2(OP)?;
-    if k == 0 || k > MAX_K.min(n2) {
-        return Err(Error::invalid(OP, format!("k must be in 1..={} (at most {MAX_K}, and at most the {n2} targets)", MAX_K.min(n2))));
+    if !host && k > MAX_K {
+        return Err(Error::invalid(OP, format!("the top-k kernel keeps at most {MAX_K} per row, got {k}")));
     }
     let chunk = (BROWSER_BINDING_LIMIT as usize / (4 * n2)).clamp(1, n1.max(1));
     let (mut cols, mut scores) = (Vec::with_capacity(n1 * k), Vec::with_capacity(n1 * k));
@@ -59,9 +72,26 @@ pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Cand
         let len = chunk.min(n1 - r0);
         // One chunk of rows at a time (one tile), so only `chunk × n2` scores exist at once.
         let rows: Vec<Tensor> = p.iter().map(|b| slice_rows(b, r0, len)).collect::<Result<_>>()?;
-        let top = topk_rows(&similarity_tiles_blocks(&rows, q, len)?, k)?;
-        cols.extend(top.indices.to_vec_u32().await?);
-        scores.extend(top.values.to_vec_f32().await?);
+        let tile = similarity_tiles_blocks(&rows, q, len)?;
+        if host {
+            let s = tile.to_vec_f32().await?;
+            let mut idx: Vec<u32> = Vec::with_capacity(n2);
+            for row in s.chunks_exact(n2) {
+                idx.clear();
+                idx.extend(0..n2 as u32);
+                let better = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+                if k < n2 {
+                    idx.select_nth_unstable_by(k - 1, better);
+                }
+                idx[..k].sort_unstable_by(better);
+                cols.extend_from_slice(&idx[..k]);
+                scores.extend(idx[..k].iter().map(|&j| row[j as usize]));
+            }
+        } else {
+            let top = topk_rows(&tile, k)?;
+            cols.extend(top.indices.to_vec_u32().await?);
+            scores.extend(top.values.to_vec_f32().await?);
+        }
         r0 += len;
     }
     Ok(Candidates { rows: n1, k, cols, scores })

@@ -3,7 +3,7 @@
 
 use mmea_core::evaluate::{evaluate_blocking, EvalOptions, SinkhornDecoding};
 use mmea_core::ops::eval::metrics;
-use mmea_core::Device;
+use mmea_core::{Device, Tensor};
 
 use crate::common::*;
 
@@ -85,4 +85,61 @@ fn evaluation_rejects_bad_pairs() {
     let err = evaluate_blocking(&emb, &[(0, 9)], &EvalOptions::default()).unwrap_err().to_string();
     assert!(err.contains("(0, 9)") && err.contains("4"), "{err}");
     assert!(evaluate_blocking(&emb, &[], &EvalOptions::default()).is_err());
+}
+
+/// Whole-KG candidates (`model::align::top_candidates`): the top-k kernel path (k ≤ 16) and the host
+/// selection path (any k) both equal a brute-force ranking of the joint cosine, on both backends; the
+/// embedding comes as two column blocks with rows of uneven norm.
+#[test]
+fn top_candidates_kernel_and_host_paths_match_brute_force() {
+    use mmea_core::model::align::{normalized_blocks_blocking, top_candidates_blocking, top_candidates_with};
+    let (n, d1, d2) = (140, 9, 5);
+    let b1 = rand_vec(70, n * d1, -1.0, 1.0);
+    let b2 = rand_vec(71, n * d2, -1.0, 1.0);
+    let (src, tgt): (Vec<u32>, Vec<u32>) = ((0..60).collect(), (60..140).collect());
+    // Brute force on the host: cosine of the concatenated rows, best first, ties to the lower index.
+    let row = |i: usize| -> Vec<f32> {
+        let mut v: Vec<f32> = b1[i * d1..(i + 1) * d1].to_vec();
+        v.extend(&b2[i * d2..(i + 1) * d2]);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    };
+    let want = |k: usize| -> Vec<Vec<u32>> {
+        src.iter()
+            .map(|&s| {
+                let a = row(s as usize);
+                let mut sc: Vec<(f32, u32)> = tgt.iter().enumerate().map(|(j, &t)| (a.iter().zip(row(t as usize)).map(|(x, y)| x * y).sum(), j as u32)).collect();
+                sc.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+                sc.into_iter().take(k).map(|x| x.1).collect()
+            })
+            .collect()
+    };
+    let mut devices = vec![Device::Cpu];
+    devices.extend(gpu());
+    for dev in &devices {
+        let blocks = vec![Tensor::from_f32(dev, b1.clone(), &[n, d1]).unwrap(), Tensor::from_f32(dev, b2.clone(), &[n, d2]).unwrap()];
+        let p = normalized_blocks_blocking(&blocks, &src).unwrap();
+        let q = normalized_blocks_blocking(&blocks, &tgt).unwrap();
+        for k in [1, 7, 16, 40, 80] {
+            let got = top_candidates_blocking(&p, &q, k).unwrap();
+            let w = want(k);
+            // Near-ties may order differently under float rounding: compare the sets of the first k and the
+            // scores' order.
+            for (i, wr) in w.iter().enumerate() {
+                let g = &got.cols[i * k..(i + 1) * k];
+                let (mut gs, mut ws) = (g.to_vec(), wr.clone());
+                gs.sort_unstable();
+                ws.sort_unstable();
+                let sc = &got.scores[i * k..(i + 1) * k];
+                assert!(sc.windows(2).all(|x| x[0] >= x[1]), "{dev:?} k={k} row {i}: scores not best first");
+                assert_eq!(g[0], wr[0], "{dev:?} k={k} row {i}: top-1");
+                assert_eq!(gs, ws, "{dev:?} k={k} row {i}: the kept set");
+            }
+            if k <= 16 {
+                let host = pollster::block_on(top_candidates_with(&p, &q, k, true)).unwrap();
+                assert_eq!(host.cols, got.cols, "{dev:?} k={k}: host and kernel paths");
+            }
+        }
+        assert!(top_candidates_blocking(&p, &q, 81).is_err(), "k beyond the number of targets");
+    }
 }
