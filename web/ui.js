@@ -55,13 +55,13 @@ function showSummary(s) {
   const names = s.modalities.includes('name');
   $('summary').innerHTML = `
     <table class="kv">
-      <tr><th>checkpoint</th><td>${esc(s.source)} (${s.model_name}, model selected at epoch ${esc(s.epoch)} on the dev split)</td></tr>
+      <tr><th>checkpoint</th><td>${esc(s.source)} (model selected at epoch ${esc(s.epoch)} on the dev split)</td></tr>
       <tr><th>dataset</th><td>${esc(s.dataset)}: ${s.entities[0]} + ${s.entities[1]} entities, ${s.relations} relations, ${s.triples[0]} + ${s.triples[1]} triples</td></tr>
       <tr><th>split</th><td>train ${s.split.train} / dev ${s.split.dev} / test ${s.split.test} (${esc(s.split.source)})</td></tr>
       <tr><th>modalities</th><td>structure + ${s.modalities.map(esc).join(' + ') || 'nothing else'}; names ${names ? 'on' : 'off'}.
         ${s.notes.map(n => `<br><span class="hint">${esc(n)}</span>`).join('')}</td></tr>
-      <tr><th>model</th><td>d = ${m.dim}, rank ${m.rank}, ${m.layers} layers, τ = ${num(m.tau)}, fusion ${m.fusion}, ${m.graph_layer} attention,
-        ${m.adaptive_weights ? 'adaptive' : 'fixed'} weights; ${s.parameters.toLocaleString()} parameters; joint embedding ${s.blocks} blocks, ${s.joint_dim} dims</td></tr>
+      <tr><th>model</th><td>${esc(s.model_name)}: ${Object.entries(m).map(([k, v]) => `${esc(k)} ${esc(typeof v === 'number' ? num(v) : v)}`).join(', ')};
+        ${s.parameters.toLocaleString()} parameters; joint embedding ${s.blocks} blocks, ${s.joint_dim} dims</td></tr>
       <tr><th>trained by</th><td><code>${esc(s.command)}</code></td></tr>
     </table>`;
   const dl = $('sources');

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{EvalOptions, EvalReport, SinkhornDecoding};
 use crate::gpu::BROWSER_BINDING_LIMIT;
 use crate::model::align::normalized_blocks_blocking;
-use crate::model::{embed_blocks, tape_vars, Inputs, LoginMea, Params};
+use crate::model::{embed_blocks, tape_vars, AlignModel, Inputs, Params};
 use crate::ops::eval::{argmax_cols, argmax_rows, mutual_nn, similarity_tiles_blocks};
 use crate::ops::AdamW;
 use crate::tensor::Tensor;
@@ -182,7 +182,7 @@ pub struct TrainerState {
 }
 
 pub struct Trainer {
-    pub model: LoginMea,
+    pub model: Box<dyn AlignModel>,
     pub inputs: Inputs,
     pub cfg: TrainConfig,
     pub split: Split,
@@ -204,7 +204,7 @@ fn selection_score(r: &EvalReport) -> f64 {
 }
 
 impl Trainer {
-    pub fn new(model: LoginMea, inputs: Inputs, cfg: TrainConfig, split: Split, params: Params) -> Result<Trainer> {
+    pub fn new(model: Box<dyn AlignModel>, inputs: Inputs, cfg: TrainConfig, split: Split, params: Params) -> Result<Trainer> {
         cfg.validate()?;
         if split.train.is_empty() {
             return Err(Error::invalid("train", "the split has no training pairs"));
@@ -212,7 +212,7 @@ impl Trainer {
         if cfg.protocol == Protocol::Clean && split.dev.is_empty() {
             return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
         }
-        if cfg.negatives > 0 && model.config.loss != crate::model::Loss::InfoNce {
+        if cfg.negatives > 0 && !model.supports_negatives() {
             return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for the InfoNCE loss only"));
         }
         let mut adamw = AdamW::new(cfg.lr);
@@ -279,7 +279,7 @@ impl Trainer {
         let tape = Tape::new();
         let (vars, map) = tape_vars(&tape, &self.params, true);
         let out = self.model.forward(&tape, &map, &self.inputs)?;
-        let loss = self.model.loss(&tape, &out.blocks, pairs, negatives, self.cfg.batch, self.inputs.n)?;
+        let loss = self.model.loss(&tape, &out, pairs, negatives, self.cfg.batch, self.inputs.n)?;
         let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
         if !loss_value.is_finite() {
             return Ok((loss_value, Vec::new()));
@@ -323,7 +323,7 @@ impl Trainer {
         if left.is_empty() || right.is_empty() {
             return Ok(Vec::new());
         }
-        let blocks = embed_blocks(&self.model, &self.params, &self.inputs)?;
+        let blocks = embed_blocks(self.model.as_ref(), &self.params, &self.inputs)?;
         let p = normalized_blocks_blocking(&blocks, &left)?;
         let q = normalized_blocks_blocking(&blocks, &right)?;
         let rows = (BROWSER_BINDING_LIMIT as usize / (4 * right.len())).clamp(1, left.len());
@@ -335,7 +335,7 @@ impl Trainer {
 
     /// Evaluates the current parameters on `pairs`.
     pub fn evaluate_on(&self, params: &Params, pairs: &[(u32, u32)], sinkhorn: bool) -> Result<EvalReport> {
-        evaluate_params(&self.model, params, &self.inputs, pairs, &self.cfg.eval_options(sinkhorn))
+        evaluate_params(self.model.as_ref(), params, &self.inputs, pairs, &self.cfg.eval_options(sinkhorn))
     }
 
     /// The in-training evaluation: dev (clean) or test (reference); keeps the best parameters.
@@ -449,6 +449,6 @@ impl Trainer {
 }
 
 /// Evaluates a model's parameters on `pairs` with the protocol of §2 (blocking).
-pub fn evaluate_params(model: &LoginMea, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate_params(model: &dyn AlignModel, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
     pollster::block_on(crate::model::checkpoint::evaluate_model(model, params, inputs, pairs, opts))
 }

@@ -37,7 +37,7 @@ fn trainer(device: &Device, model_cfg: LoginMeaConfig, cfg: TrainConfig) -> Trai
     split.carve_dev(0.1, cfg.seed);
     let model = LoginMea::new(model_cfg, &inputs).unwrap();
     let params = model.init(device, inputs.n, inputs.graph.num_rel(), cfg.seed).unwrap();
-    Trainer::new(model, inputs, cfg, split, params).unwrap()
+    Trainer::new(Box::new(model), inputs, cfg, split, params).unwrap()
 }
 
 /// Runs to the end; returns per-epoch losses and the selected model's test H@1 (CSLS l2r).
@@ -153,4 +153,73 @@ fn resume_repeats_an_uninterrupted_run() {
     for (x, y) in pa.tensors().iter().zip(pr.tensors()) {
         assert_eq!(host(x), host(y));
     }
+}
+
+/// A trainer for any model config on the demo pair (seed 7, 10% dev as `mmea train`).
+fn trainer_for(device: &Device, model: &mmea_core::model::ModelConfig, cfg: TrainConfig) -> Trainer {
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &Default::default()).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, cfg.seed);
+    let m = model.build(&inputs).unwrap();
+    let params = m.init(device, inputs.n, inputs.graph.num_rel(), cfg.seed).unwrap();
+    Trainer::new(m, inputs, cfg, split, params).unwrap()
+}
+
+#[test]
+fn structure_model_trains_on_both_backends_and_ignores_modalities() {
+    use mmea_core::model::{ModelConfig, StructureConfig};
+    let (_, mut c) = config();
+    c.epochs = 12;
+    let mc = ModelConfig::Structure(StructureConfig { dim: 64, ..Default::default() });
+    let mut cpu = trainer_for(&Device::Cpu, &mc, c.clone());
+    assert_eq!(cpu.model.name(), "structure");
+    assert!(cpu.model.modalities().is_empty(), "the relation modality exists in the data but the structure model does not read it");
+    assert!(cpu.params.names().iter().all(|n| !n.starts_with("enc.") && !n.starts_with("lmf.") && n != "theta"), "{:?}", cpu.params.names());
+    let mut lc = Vec::new();
+    while !cpu.done() {
+        lc.push(cpu.run_epoch().unwrap().loss);
+    }
+    assert!(lc.last().unwrap() < &(lc[0] * 0.7), "the loss did not fall: {lc:?}");
+    let h1 = cpu.evaluate_on(&cpu.params.clone(), &cpu.split.test.clone(), false).unwrap().csls.unwrap().l2r.hits1;
+    assert!(h1 > 0.2, "structure model test H@1 {h1}");
+    let Some(g) = gpu() else { return };
+    let mut gt = trainer_for(&g, &mc, c);
+    let mut lg = Vec::new();
+    while !gt.done() {
+        lg.push(gt.run_epoch().unwrap().loss);
+    }
+    for (e, (a, b)) in lc.iter().zip(&lg).enumerate() {
+        assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "epoch {e}: CPU loss {a} vs wgpu loss {b}");
+    }
+}
+
+#[test]
+fn extra_negatives_are_deterministic_disjoint_from_training_and_change_the_loss() {
+    let (m, mut c) = config();
+    c.negatives = 200;
+    let tr = trainer(&Device::Cpu, m.clone(), c.clone());
+    let a = tr.sample_negatives(3);
+    assert_eq!(a.len(), 200);
+    assert_eq!(a, tr.sample_negatives(3), "the same epoch draws the same negatives");
+    assert_ne!(a, tr.sample_negatives(4), "another epoch draws others");
+    let used: std::collections::HashSet<u32> = tr.train_pairs.iter().map(|p| p.1).collect();
+    assert!(a.iter().all(|j| *j as usize >= tr.inputs.n1 && !used.contains(j)), "negatives are KG2 entities in no training pair");
+    let pairs = tr.split.train.clone();
+    let (l0, _) = tr.loss_and_gradients(&pairs, &[]).unwrap();
+    let (l1, g1) = tr.loss_and_gradients(&pairs, &a).unwrap();
+    assert!(l1 > l0, "more negatives make the InfoNCE loss larger: {l0} then {l1}");
+    assert!(g1.iter().all(Option::is_some));
+    // ICL does not take them.
+    let icl = LoginMeaConfig { loss: mmea_core::model::Loss::Icl, ..m };
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
+    let model = LoginMea::new(icl, &inputs).unwrap();
+    let params = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 7).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 7);
+    let err = Trainer::new(Box::new(model), inputs, c, split, params).err().expect("ICL with negatives is refused");
+    assert!(err.to_string().contains("negatives"), "{err}");
 }

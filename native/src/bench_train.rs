@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use mmea_core::model::LoginMea;
 use mmea_core::train::Trainer;
 use mmea_core::{Backend, Device, Result};
 
@@ -29,7 +28,7 @@ pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
     }
     println!(
         "training benchmark: LoginMEA (d = {}, clean protocol) on {} ({} entities), train {} / test {} pairs; median of {runs} epochs after one warm-up",
-        spec.model.dim,
+        args.dim,
         ds.name,
         ds.entities.len(),
         split.train.len(),
@@ -38,7 +37,7 @@ pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
     let mut rows = Vec::new();
     for dev in devices {
         let inputs = setup::build_inputs(&dev, &ds, &spec)?;
-        let model = LoginMea::new(spec.model.clone(), &inputs)?;
+        let model = spec.model.build(&inputs)?;
         let params = model.init(&dev, inputs.n, inputs.graph.num_rel(), spec.train.seed)?;
         let mut tr = Trainer::new(model, inputs, spec.train.clone(), split.clone(), params)?;
         let sync = |d: &Device| -> Result<()> {

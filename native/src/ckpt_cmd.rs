@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::model::align::{normalized_blocks_blocking, sinkhorn_rerank_blocking, top_candidates_blocking};
-use mmea_core::model::{checkpoint, embed_blocks, CheckpointData, Inputs, LoginMea, Params};
+use mmea_core::model::{checkpoint, embed_blocks, AlignModel, CheckpointData, Inputs, Params};
 use mmea_core::train::evaluate_params;
 use mmea_core::{Backend, Device, Error, Result};
 
@@ -41,7 +41,7 @@ pub struct Loaded {
     pub ds: Dataset,
     pub split: Split,
     pub inputs: Inputs,
-    pub model: LoginMea,
+    pub model: Box<dyn AlignModel>,
     pub params: Params,
     pub device: Device,
 }
@@ -71,7 +71,7 @@ pub fn eval(args: CkptArgs, part: Part, sinkhorn: bool, json: bool, backend: Bac
         Part::Dev => ("dev", &l.split.dev),
         Part::Test => ("test", &l.split.test),
     };
-    let report = evaluate_params(&l.model, &l.params, &l.inputs, pairs, &l.spec.train.eval_options(sinkhorn))?;
+    let report = evaluate_params(l.model.as_ref(), &l.params, &l.inputs, pairs, &l.spec.train.eval_options(sinkhorn))?;
     if json {
         println!("{}", setup::json_pretty(&report));
     } else {
@@ -92,7 +92,7 @@ pub struct AlignOpts {
 
 pub fn align(args: CkptArgs, o: AlignOpts, backend: Backend) -> Result<()> {
     let l = load(&args, backend)?;
-    let blocks = embed_blocks(&l.model, &l.params, &l.inputs)?;
+    let blocks = embed_blocks(l.model.as_ref(), &l.params, &l.inputs)?;
     let (n1, n) = (l.inputs.n1 as u32, l.inputs.n as u32);
     let src: Vec<u32> = (0..n1).collect();
     let tgt: Vec<u32> = (n1..n).collect();
@@ -149,7 +149,7 @@ pub fn align(args: CkptArgs, o: AlignOpts, backend: Backend) -> Result<()> {
 
 pub fn export(args: CkptArgs, dir: &Path, limit: Option<usize>, backend: Backend) -> Result<()> {
     let l = load(&args, backend)?;
-    let blocks = embed_blocks(&l.model, &l.params, &l.inputs)?;
+    let blocks = embed_blocks(l.model.as_ref(), &l.params, &l.inputs)?;
     let n = l.inputs.n;
     let ids: Vec<u32> = (0..n as u32).take(limit.unwrap_or(n)).collect();
     let rows = normalized_blocks_blocking(&blocks, &ids)?;
@@ -186,7 +186,7 @@ pub fn export(args: CkptArgs, dir: &Path, limit: Option<usize>, backend: Backend
     let dim: usize = d.iter().sum();
     let config = serde_json::json!({
         "embeddings": [{
-            "tensorName": format!("{} joint embedding ({})", l.ds.name, l.spec.model_name),
+            "tensorName": format!("{} joint embedding ({})", l.ds.name, l.spec.model.name()),
             "tensorShape": [ids.len(), dim],
             "tensorPath": "tensors.tsv",
             "metadataPath": "metadata.tsv",

@@ -56,10 +56,10 @@ fn m(v: &Value, path: &[&str]) -> String {
 
 pub fn table(dirs: &[PathBuf]) -> Result<String> {
     let mut rows: Vec<Row> = dirs.iter().map(|d| load(d)).collect::<Result<_>>()?;
-    rows.sort_by(|a, b| (a.dataset.as_str(), a.spec.train.iterative, &a.spec.command).cmp(&(b.dataset.as_str(), b.spec.train.iterative, &b.spec.command)));
+    rows.sort_by(|a, b| (a.dataset.as_str(), a.spec.model.name(), a.spec.train.iterative, &a.spec.command).cmp(&(b.dataset.as_str(), b.spec.model.name(), b.spec.train.iterative, &b.spec.command)));
     let mut s = String::new();
-    s += "| dataset | seeds train/dev/test | modalities | names | iterative | protocol, selection | H@1 | H@10 | MRR | H@1 plain | H@1 Sinkhorn | epochs (selected) | s/epoch | device | command |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| dataset | model | seeds train/dev/test | modalities | names | iterative | protocol, selection | H@1 | H@10 | MRR | H@1 plain | H@1 Sinkhorn | epochs (selected) | s/epoch | device | command |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for r in &rows {
         let f = &r.fin;
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
@@ -72,8 +72,9 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
         let csls = ["test", "csls", "l2r"];
         let _ = writeln!(
             s,
-            "| {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} | `{}` |",
+            "| {} | {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} | `{}` |",
             label(&r.dataset),
+            r.spec.model.name(),
             if r.spec.modalities.names { "on" } else { "off" },
             if r.spec.train.iterative { "yes" } else { "no" },
             m(f, &[csls[0], csls[1], csls[2], "hits1"]),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mmea_core::data::{self, Dataset, FillPolicy, IdSource, ModalityFeatures, RawFeatures, Split};
-use mmea_core::model::{checkpoint, Inputs, LoginMeaConfig, ModalityChoice};
+use mmea_core::model::{checkpoint, Inputs, ModalityChoice, ModelConfig};
 use mmea_core::train::TrainConfig;
 use mmea_core::{Device, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,9 @@ pub struct RunSpec {
     pub images: Option<String>,
     pub image_ids: Option<String>,
     pub modalities: ModalityChoice,
-    pub model_name: String,
-    pub model: LoginMeaConfig,
+    /// `model_name` and `model` (its settings), as in every run spec so far.
+    #[serde(flatten)]
+    pub model: ModelConfig,
     pub train: TrainConfig,
     /// How the split was made (train ratio, dev fraction, seed, or the dataset's own).
     pub split_source: String,
@@ -87,7 +88,7 @@ pub fn default_run_dir(ds: &Dataset, spec: &RunSpec) -> PathBuf {
     let il = if spec.train.iterative { "-il" } else { "" };
     PathBuf::from("runs").join(format!(
         "{name}-{}-{}{il}-seed{}-{stamp}",
-        spec.model_name,
+        spec.model.name(),
         match spec.train.protocol {
             mmea_core::train::Protocol::Clean => "clean",
             mmea_core::train::Protocol::Reference => "reference",

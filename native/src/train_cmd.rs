@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, ModalityChoice, Params};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, ModalityChoice, ModelConfig, Params, StructureConfig};
 use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -56,6 +56,14 @@ pub enum GraphArg {
     Reflection,
     /// Ablation: neighbour mean + tanh (no relations, no attention).
     Mean,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModelArg {
+    /// LoginMEA (the default): modality encoders, local fusion, global reflection attention.
+    Loginmea,
+    /// The structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like); modalities unused.
+    Structure,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -135,6 +143,9 @@ pub struct TrainArgs {
     /// Make a seeded split even if the dataset comes with one (train_ill/test_ill, split.tsv).
     #[arg(long)]
     pub seeded_split: bool,
+    /// The model to train.
+    #[arg(long, value_enum, default_value = "loginmea")]
+    pub model: ModelArg,
     #[arg(long, default_value_t = 300)]
     pub dim: usize,
     #[arg(long, default_value_t = 8)]
@@ -200,7 +211,7 @@ impl TrainArgs {
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
         t.negatives = self.negatives;
         t.seed = self.seed;
-        let model = LoginMeaConfig {
+        let lm = LoginMeaConfig {
             dim: self.dim,
             rank: self.rank,
             layers: self.layers,
@@ -220,12 +231,15 @@ impl TrainArgs {
                 LossArg::Icl => Loss::Icl,
             },
         };
+        let model = match self.model {
+            ModelArg::Loginmea => ModelConfig::LoginMea(lm),
+            ModelArg::Structure => ModelConfig::Structure(StructureConfig { dim: lm.dim, layers: lm.layers, tau: lm.tau, graph_layer: lm.graph_layer, loss: lm.loss }),
+        };
         RunSpec {
             data: self.data.clone(),
             images: self.images.clone(),
             image_ids: self.image_ids.clone(),
             modalities: ModalityChoice { images: !self.no_images, relations: !self.no_relations, attributes: !self.no_attributes, names: self.names },
-            model_name: "loginmea".into(),
             model,
             train: t,
             split_source: String::new(),
@@ -255,10 +269,12 @@ impl RunDir {
 }
 
 fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
-    let mods: Vec<&str> = trainer.inputs.modality_list().iter().map(|m| m.name()).collect();
+    // The modalities the model reads (the structure model reads none of those present).
+    let mods: Vec<&str> = trainer.model.modalities().iter().map(|m| m.name()).collect();
     format!(
-        "{} | modalities: structure{}{} | names {} | {} protocol, {} | split: train {} / dev {} / test {} ({})",
+        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {} | split: train {} / dev {} / test {} ({})",
         ds.name,
+        spec.model.name(),
         if mods.is_empty() { "" } else { " + " },
         mods.join(" + "),
         if spec.modalities.names { "on" } else { "off" },
@@ -326,7 +342,7 @@ fn write_curve(dir: &RunDir, title: &str, metric_label: &str) -> Result<()> {
 /// Checkpoint metadata shared by the `.safetensors` header and `checkpoint.json`.
 fn checkpoint_meta(spec: &RunSpec, fp: &Fingerprint, split_tsv: &str, epoch: usize, metrics: &serde_json::Value) -> HashMap<String, String> {
     HashMap::from([
-        ("model".to_string(), spec.model_name.clone()),
+        ("model".to_string(), spec.model.name().to_string()),
         ("run_spec".to_string(), setup::json(spec)),
         ("dataset".to_string(), setup::json(fp)),
         ("split".to_string(), split_tsv.to_string()),
@@ -385,7 +401,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     };
     let inputs = setup::build_inputs(&device, &ds, &spec)?;
     let notes = inputs.notes.clone();
-    let model = LoginMea::new(spec.model.clone(), &inputs)?;
+    let model = spec.model.build(&inputs)?;
     let params = model.init(&device, inputs.n, inputs.graph.num_rel(), spec.train.seed)?;
     let mut trainer = Trainer::new(model, inputs, spec.train.clone(), split, params)?;
     let dir = if resume { dir } else { RunDir(args.out.clone().unwrap_or_else(|| setup::default_run_dir(&ds, &spec))) };
@@ -495,7 +511,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             "device": device_name(&device), "peak_rss_bytes": setup::peak_rss_bytes(),
             "final_train_pairs": trainer.train_pairs.len(),
             "dataset": ds.name, "setting": setting,
-            "modalities": trainer.inputs.modality_list().iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "modalities": trainer.model.modalities().iter().map(|m| m.name()).collect::<Vec<_>>(),
             "split_counts": [trainer.split.train.len(), trainer.split.dev.len(), trainer.split.test.len()],
         })
         .to_string(),

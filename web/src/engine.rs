@@ -152,7 +152,7 @@ impl Engine {
     }
 
     fn modality_names(&self) -> Vec<&'static str> {
-        self.opened.model.modalities.iter().map(|m| m.name()).collect()
+        self.opened.model.modalities().iter().map(|m| m.name()).collect()
     }
 
     /// What was loaded: the setting, the model, the recorded metrics, the source entities for search.
@@ -174,8 +174,8 @@ impl Engine {
             "split": { "train": o.split.train.len(), "dev": o.split.dev.len(), "test": o.split.test.len(), "source": o.split.source },
             "modalities": self.modality_names(),
             "notes": o.inputs.notes,
-            "model": o.spec.model,
-            "model_name": o.spec.model_name,
+            "model": serde_json::to_value(&o.spec.model).map(|v| v["model"].clone()).unwrap_or(Value::Null),
+            "model_name": o.spec.model.name(),
             "command": o.spec.command,
             "epoch": o.metadata.get("epoch"),
             "parameters": o.params.numel(),
@@ -190,7 +190,7 @@ impl Engine {
     /// The test-set evaluation of mmea-spec §2 (what `mmea eval` prints), computed here on the device.
     pub async fn metrics(&self) -> Result<EvalReport> {
         let o = &self.opened;
-        checkpoint::evaluate_model(&o.model, &o.params, &o.inputs, &o.split.test, &o.spec.train.options(true)).await
+        checkpoint::evaluate_model(o.model.as_ref(), &o.params, &o.inputs, &o.split.test, &o.spec.train.options(true)).await
     }
 
     /// The best `TOP` targets of source row `i` in a host score matrix.
@@ -237,10 +237,11 @@ impl Engine {
             json!({ "target": j, "label": label(&self.ds.entities.names[g as usize]), "uri": self.ds.entities.names[g as usize],
                     "rank": { "plain": rank(&self.cosine), "csls": rank(&self.csls), "sinkhorn": rank(&self.sinkhorn) } })
         });
-        let weights = self.opened.model.modalities.iter().enumerate().map(|(m, name)| {
+        let mods = self.opened.model.modalities();
+        let weights = mods.iter().enumerate().map(|(m, name)| {
             json!({
                 "modality": name.name(),
-                "omega": self.omega.as_ref().map(|o| o[i * self.opened.model.modalities.len() + m]),
+                "omega": self.omega.as_ref().map(|o| o[i * mods.len() + m]),
                 "sigma": self.sigma.as_ref().map(|s| s[m]),
             })
         });

@@ -80,13 +80,13 @@ fn entity_views_are_consistent() {
     assert_eq!(in_list.map(|p| p + 1), (rank <= TOP).then_some(rank));
     // Modality weights: ω sums to 1 over the modalities present.
     let w = v["weights"].as_array().unwrap();
-    assert_eq!(w.len(), e.opened.model.modalities.len());
+    assert_eq!(w.len(), e.opened.model.modalities().len());
     if e.omega.is_some() {
         let s: f64 = w.iter().map(|x| x["omega"].as_f64().unwrap()).sum();
         assert!((s - 1.0).abs() < 1e-5, "ω sums to {s}");
     }
     // Attention: every entity's out-edge weights sum to 1 in every layer.
-    assert_eq!(e.attention.len(), 2 * e.opened.model.config.layers);
+    assert_eq!(e.attention.len(), 2 * e.summary()["model"]["layers"].as_u64().unwrap() as usize);
     for (name, alpha) in &e.attention {
         for h in 0..e.opened.inputs.n {
             let (a, b) = (e.head_offsets[h] as usize, e.head_offsets[h + 1] as usize);

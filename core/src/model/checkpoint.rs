@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{EvalOptions, EvalReport, SinkhornDecoding};
 use crate::tensor::Device;
 
-use super::{CheckpointData, Fingerprint, Inputs, LoginMea, LoginMeaConfig, ModalityChoice, Params};
+use super::{AlignModel, CheckpointData, Fingerprint, Inputs, ModalityChoice, ModelConfig, Params};
 
 /// The evaluation settings a run used (a subset of the trainer's config).
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -43,8 +43,9 @@ pub struct CheckpointSpec {
     #[serde(default)]
     pub images: Option<String>,
     pub modalities: ModalityChoice,
-    pub model_name: String,
-    pub model: LoginMeaConfig,
+    /// `model_name` and `model` (its settings).
+    #[serde(flatten)]
+    pub model: ModelConfig,
     /// The trainer's config; only its evaluation settings are read here.
     pub train: EvalSettings,
     /// The command line that produced the checkpoint.
@@ -57,8 +58,8 @@ impl CheckpointSpec {
     pub fn read(path: &str, ck: &CheckpointData) -> Result<CheckpointSpec> {
         let fmt = |d: String| Error::Format { path: path.into(), detail: d };
         let model_name = ck.meta(path, "model")?;
-        if model_name != "loginmea" {
-            return Err(fmt(format!("model `{model_name}` is not known to this version")));
+        if !ModelConfig::NAMES.contains(&model_name) {
+            return Err(fmt(format!("model `{model_name}` is not known to this version (it knows {})", ModelConfig::NAMES.join(", "))));
         }
         serde_json::from_str(ck.meta(path, "run_spec")?).map_err(|e| fmt(format!("bad run_spec metadata: {e}")))
     }
@@ -72,7 +73,7 @@ pub struct Opened {
     /// The dataset's features (host), e.g. the relation graph lists for explanations.
     pub features: Features,
     pub inputs: Inputs,
-    pub model: LoginMea,
+    pub model: Box<dyn AlignModel>,
     /// In the model's parameter order.
     pub params: Params,
 }
@@ -103,7 +104,7 @@ pub fn open(path: &str, ck: &CheckpointData, ds: &Dataset, images: Option<&Modal
     }
     let split = Split::from_tsv(ds, &format!("{path} (split metadata)"), ck.meta(path, "split")?.as_bytes())?;
     let (inputs, features) = build_inputs(device, ds, &spec.modalities, images)?;
-    let model = LoginMea::new(spec.model.clone(), &inputs)?;
+    let model = spec.model.build(&inputs)?;
     // The shapes a model built from this data needs (values unused; small on the host).
     let expected = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 0)?;
     let params = ck.params(device)?;
@@ -116,7 +117,7 @@ pub fn open(path: &str, ck: &CheckpointData, ds: &Dataset, images: Option<&Modal
 }
 
 /// Evaluates a model's parameters on `pairs` with the protocol of mmea-spec §2 (async: runs in a browser).
-pub async fn evaluate_model(model: &LoginMea, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
+pub async fn evaluate_model(model: &dyn AlignModel, params: &Params, inputs: &Inputs, pairs: &[(u32, u32)], opts: &EvalOptions) -> Result<EvalReport> {
     if pairs.is_empty() {
         return Err(Error::invalid("evaluate", "no pairs to evaluate"));
     }

@@ -95,6 +95,23 @@ impl Default for LoginMeaConfig {
     }
 }
 
+/// The structure-only baseline's settings (the structure encoder of LoginMEA alone).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StructureConfig {
+    pub dim: usize,
+    pub layers: usize,
+    pub tau: f32,
+    pub graph_layer: GraphLayer,
+    pub loss: Loss,
+}
+
+impl Default for StructureConfig {
+    fn default() -> Self {
+        let l = LoginMeaConfig::default();
+        StructureConfig { dim: l.dim, layers: l.layers, tau: l.tau, graph_layer: l.graph_layer, loss: l.loss }
+    }
+}
+
 /// The model: its config and the modalities it was built for.
 #[derive(Clone, Debug)]
 pub struct LoginMea {
@@ -102,21 +119,11 @@ pub struct LoginMea {
     pub modalities: Vec<Modality>,
     /// Input width of each modality.
     pub modality_dims: Vec<usize>,
+    /// Built as the structure-only baseline ([`LoginMea::structure_only`]).
+    structure_only: bool,
 }
 
-/// The forward pass's outputs.
-pub struct Output {
-    /// The joint embedding as `[N, d]` column blocks.
-    pub blocks: Vec<Var>,
-    pub block_names: Vec<String>,
-    /// Entity-specific modality weights ω `[N, M]` (when adaptive weights are on and M ≥ 1).
-    pub omega: Option<Var>,
-    /// Global modality weights σ `[1, M]`.
-    pub sigma: Option<Var>,
-    /// With [`LoginMea::forward_explained`]: each reflection layer's attention weights `α_e` `[T]` (graph
-    /// edge order), named like the blocks (`structure.x1`, …, `joint.x1`, …).
-    pub attention: Vec<(String, Tensor)>,
-}
+pub use super::Output;
 
 fn mname(m: Modality) -> &'static str {
     m.name()
@@ -135,7 +142,17 @@ impl LoginMea {
             return Err(Error::invalid("LoginMea::new", "at most 4 modalities"));
         }
         let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
-        Ok(LoginMea { config, modalities, modality_dims })
+        Ok(LoginMea { config, modalities, modality_dims, structure_only: false })
+    }
+
+    /// The structure-only baseline: learned entity embeddings, neighbour mean, then reflection attention
+    /// (Dual-AMN-like), whatever modalities the data has.
+    pub fn structure_only(config: &StructureConfig) -> Result<LoginMea> {
+        let c = LoginMeaConfig { dim: config.dim, layers: config.layers, tau: config.tau, graph_layer: config.graph_layer, loss: config.loss, ..Default::default() };
+        if c.dim == 0 || c.tau.is_nan() || c.tau <= 0.0 {
+            return Err(Error::invalid("structure model", "dim must be at least 1 and tau positive"));
+        }
+        Ok(LoginMea { config: c, modalities: Vec::new(), modality_dims: Vec::new(), structure_only: true })
     }
 
     fn joint_graph(&self) -> bool {
@@ -354,4 +371,32 @@ pub fn gather_joint(tape: &Tape, blocks: &[Var], idx: &SegmentIndex) -> Result<V
     let refs: Vec<&Var> = parts.iter().collect();
     let cat = if refs.len() == 1 { parts[0].clone() } else { rowad::concat_cols(tape, &refs)? };
     rowad::l2_normalize(tape, &cat)
+}
+
+impl super::AlignModel for LoginMea {
+    fn name(&self) -> &'static str {
+        if self.structure_only {
+            "structure"
+        } else {
+            "loginmea"
+        }
+    }
+    fn modalities(&self) -> &[Modality] {
+        &self.modalities
+    }
+    fn init(&self, device: &Device, n: usize, num_rel: usize, seed: u64) -> Result<Params> {
+        LoginMea::init(self, device, n, num_rel, seed)
+    }
+    fn forward(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        LoginMea::forward(self, tape, vars, inputs)
+    }
+    fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        LoginMea::forward_explained(self, tape, vars, inputs)
+    }
+    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
+        LoginMea::loss(self, tape, &out.blocks, pairs, negatives, batch, n)
+    }
+    fn supports_negatives(&self) -> bool {
+        self.config.loss == Loss::InfoNce
+    }
 }

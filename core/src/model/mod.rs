@@ -22,13 +22,83 @@ use serde::{Deserialize, Serialize};
 use crate::autodiff::{Tape, Var};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
-pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, Output};
+pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::checkpoint_bytes;
 pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
+
+/// A forward pass's outputs.
+pub struct Output {
+    /// The joint embedding as `[N, d]` column blocks.
+    pub blocks: Vec<Var>,
+    pub block_names: Vec<String>,
+    /// Entity-specific modality weights ω `[N, M]` (when the model has them and M ≥ 1).
+    pub omega: Option<Var>,
+    /// Global modality weights σ `[1, M]`.
+    pub sigma: Option<Var>,
+    /// With `forward_explained`: each attention layer's weights `α_e` `[T]` (graph edge order), named
+    /// like the blocks (`structure.x1`, …, `joint.x1`, …).
+    pub attention: Vec<(String, Tensor)>,
+}
+
+/// What the trainer, the checkpoint commands and the browser demo need of a model.
+pub trait AlignModel {
+    /// The name recorded in run specs and checkpoints (`model_name`).
+    fn name(&self) -> &'static str;
+    /// The modalities the model reads, in the order of `Inputs::modalities` (the weights' columns).
+    fn modalities(&self) -> &[Modality];
+    /// Fresh parameters for `n` entities and `num_rel` relation ids.
+    fn init(&self, device: &Device, n: usize, num_rel: usize, seed: u64) -> Result<Params>;
+    /// The forward pass over all entities (`vars`: the parameters on `tape`, by name).
+    fn forward(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output>;
+    /// The forward pass, also keeping what explains it (attention weights); by default the plain one.
+    fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        self.forward(tape, vars, inputs)
+    }
+    /// The training loss over `pairs` in chunks of `batch`, with optional extra KG2 `negatives`.
+    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var>;
+    /// Whether [`AlignModel::loss`] accepts extra negatives.
+    fn supports_negatives(&self) -> bool {
+        false
+    }
+}
+
+/// Which model, with its settings. Serialised as `{"model_name": "...", "model": {...}}`, the layout of
+/// run specs and checkpoint metadata since the first checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model_name", content = "model")]
+pub enum ModelConfig {
+    /// LoginMEA (mmea-spec §4.5) and its ablations.
+    #[serde(rename = "loginmea")]
+    LoginMea(LoginMeaConfig),
+    /// The structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like).
+    #[serde(rename = "structure")]
+    Structure(StructureConfig),
+}
+
+impl ModelConfig {
+    /// The model's name (`model_name`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelConfig::LoginMea(_) => "loginmea",
+            ModelConfig::Structure(_) => "structure",
+        }
+    }
+
+    /// The names every version knows, for error messages.
+    pub const NAMES: &'static [&'static str] = &["loginmea", "structure"];
+
+    /// Builds the model for `inputs`.
+    pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
+        Ok(match self {
+            ModelConfig::LoginMea(c) => Box::new(LoginMea::new(c.clone(), inputs)?),
+            ModelConfig::Structure(c) => Box::new(LoginMea::structure_only(c)?),
+        })
+    }
+}
 
 /// Puts every parameter on the tape, trainable (`train`) or constant, by name.
 pub fn tape_vars(tape: &Tape, params: &Params, train: bool) -> (Vec<Var>, HashMap<String, Var>) {
@@ -38,7 +108,7 @@ pub fn tape_vars(tape: &Tape, params: &Params, train: bool) -> (Vec<Var>, HashMa
 }
 
 /// The joint embedding of all entities as `[N, d]` column blocks (inference: nothing is kept for backward).
-pub fn embed_blocks(model: &LoginMea, params: &Params, inputs: &Inputs) -> Result<Vec<Tensor>> {
+pub fn embed_blocks(model: &dyn AlignModel, params: &Params, inputs: &Inputs) -> Result<Vec<Tensor>> {
     let tape = Tape::new();
     let (_, vars) = tape_vars(&tape, params, false);
     let out = model.forward(&tape, &vars, inputs)?;
