@@ -26,7 +26,7 @@ use crate::evaluate::{EvalOptions, EvalReport, SinkhornDecoding};
 use crate::gpu::BROWSER_BINDING_LIMIT;
 use crate::model::align::normalized_blocks_blocking;
 use crate::model::{embed_blocks, tape_vars, AlignModel, Inputs, Params};
-use crate::ops::eval::{argmax_cols, argmax_rows, mutual_nn, similarity_tiles_blocks};
+use crate::ops::eval::{argmax_cols, argmax_rows, csls, mutual_nn, similarity_tiles_blocks};
 use crate::ops::AdamW;
 use crate::tensor::Tensor;
 
@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// entities drawn afresh each epoch from those in no training pair, shared by every chunk.
     #[serde(default)]
     pub negatives: usize,
+    /// Iterative learning's mutual nearest neighbours on CSLS scores with this k (0: plain cosine, as the
+    /// reference code).
+    #[serde(default)]
+    pub il_csls: usize,
 }
 
 impl TrainConfig {
@@ -84,6 +88,7 @@ impl TrainConfig {
                 sinkhorn_eps: 0.02,
                 sinkhorn_iters: 10,
                 negatives: 0,
+                il_csls: 0,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -100,6 +105,7 @@ impl TrainConfig {
                 sinkhorn_eps: 0.02,
                 sinkhorn_iters: 10,
                 negatives: 0,
+                il_csls: 0,
             },
         }
     }
@@ -327,7 +333,11 @@ impl Trainer {
         let p = normalized_blocks_blocking(&blocks, &left)?;
         let q = normalized_blocks_blocking(&blocks, &right)?;
         let rows = (BROWSER_BINDING_LIMIT as usize / (4 * right.len())).clamp(1, left.len());
-        let sim = similarity_tiles_blocks(&p, &q, rows)?;
+        let mut sim = similarity_tiles_blocks(&p, &q, rows)?;
+        if self.cfg.il_csls > 0 {
+            // CSLS discounts hub entities, which plain nearest neighbours tend to pick for many queries.
+            sim = csls(&sim, self.cfg.il_csls.min(left.len()).min(right.len()))?;
+        }
         let pl = argmax_rows(&sim)?.to_vec_u32_blocking()?;
         let pr = argmax_cols(&sim)?.to_vec_u32_blocking()?;
         Ok(mutual_nn(&pl, &pr).into_iter().map(|(i, j)| (left[i as usize], right[j as usize])).collect())

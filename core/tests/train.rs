@@ -223,3 +223,39 @@ fn extra_negatives_are_deterministic_disjoint_from_training_and_change_the_loss(
     let err = Trainer::new(Box::new(model), inputs, c, split, params).err().expect("ICL with negatives is refused");
     assert!(err.to_string().contains("negatives"), "{err}");
 }
+
+#[test]
+fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
+    use mmea_core::model::align::normalized_blocks_blocking;
+    use mmea_core::model::embed_blocks;
+    let (m, mut c) = config();
+    c.il_csls = 3;
+    let mut tr = trainer(&Device::Cpu, m, c);
+    for _ in 0..8 {
+        tr.run_epoch().unwrap();
+    }
+    let got = tr.mutual_nearest().unwrap();
+    // Host reference: cosine over the unaligned entities, CSLS_k = 2s − r_row − r_col, ties to the lower index.
+    let used_l: std::collections::HashSet<u32> = tr.train_pairs.iter().map(|p| p.0).collect();
+    let used_r: std::collections::HashSet<u32> = tr.train_pairs.iter().map(|p| p.1).collect();
+    let left: Vec<u32> = (0..tr.inputs.n1 as u32).filter(|i| !used_l.contains(i)).collect();
+    let right: Vec<u32> = (tr.inputs.n1 as u32..tr.inputs.n as u32).filter(|i| !used_r.contains(i)).collect();
+    let blocks = embed_blocks(tr.model.as_ref(), &tr.params, &tr.inputs).unwrap();
+    let cat = |idx: &[u32]| -> Vec<Vec<f32>> {
+        let bs: Vec<Vec<f32>> = normalized_blocks_blocking(&blocks, idx).unwrap().iter().map(host).collect();
+        (0..idx.len()).map(|r| bs.iter().flat_map(|b| { let d = b.len() / idx.len(); b[r * d..(r + 1) * d].to_vec() }).collect()).collect()
+    };
+    let (p, q) = (cat(&left), cat(&right));
+    let s: Vec<Vec<f32>> = p.iter().map(|a| q.iter().map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect()).collect();
+    let topk_mean = |v: &mut Vec<f32>| { v.sort_by(|a, b| b.total_cmp(a)); v[..3].iter().sum::<f32>() / 3.0 };
+    let rl: Vec<f32> = s.iter().map(|r| topk_mean(&mut r.clone())).collect();
+    let rr: Vec<f32> = (0..q.len()).map(|j| topk_mean(&mut s.iter().map(|r| r[j]).collect())).collect();
+    let cs: Vec<Vec<f32>> = s.iter().enumerate().map(|(i, r)| r.iter().enumerate().map(|(j, v)| 2.0 * v - rl[i] - rr[j]).collect()).collect();
+    let argmax = |v: &[f32]| v.iter().enumerate().fold(0, |b, (j, x)| if *x > v[b] { j } else { b });
+    let row_best: Vec<usize> = cs.iter().map(|r| argmax(r)).collect();
+    let col_best: Vec<usize> = (0..q.len()).map(|j| argmax(&cs.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
+    let want: Vec<(u32, u32)> = (0..p.len()).filter(|&i| col_best[row_best[i]] == i).map(|i| (left[i], right[row_best[i]])).collect();
+    // Float rounding may flip a near-tie or two between the device's tiles and this loop.
+    let same = got.iter().filter(|x| want.contains(x)).count();
+    assert!(!want.is_empty() && same as f64 >= 0.98 * want.len().max(got.len()) as f64, "CSLS mutual NN: {} found, {} expected, {same} in common", got.len(), want.len());
+}

@@ -129,6 +129,10 @@ pub struct TrainArgs {
     /// the in-batch candidates (not in LoginMEA, which uses in-batch negatives only; 0 = off).
     #[arg(long, default_value_t = 0)]
     pub negatives: usize,
+    /// Iterative learning: find mutual nearest neighbours on CSLS scores with this k instead of plain
+    /// cosine (0 = plain, as the reference code).
+    #[arg(long, default_value_t = 0)]
+    pub il_csls: usize,
     /// Evaluate every N epochs.
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -210,6 +214,7 @@ impl TrainArgs {
         t.il_step = self.il_step.unwrap_or(t.il_step);
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
         t.negatives = self.negatives;
+        t.il_csls = self.il_csls;
         t.seed = self.seed;
         let lm = LoginMeaConfig {
             dim: self.dim,
