@@ -259,3 +259,140 @@ fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
     let same = got.iter().filter(|x| want.contains(x)).count();
     assert!(!want.is_empty() && same as f64 >= 0.98 * want.len().max(got.len()) as f64, "CSLS mutual NN: {} found, {} expected, {same} in common", got.len(), want.len());
 }
+
+// ---- MIMEA-style -------------------------------------------------------------------------------------
+
+fn mimea_trainer(device: &Device, cfg: mmea_core::model::MimeaConfig, epochs: usize) -> Trainer {
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions { char_bigrams: true, ..Default::default() });
+    let choice = mmea_core::model::ModalityChoice { names: true, ..Default::default() };
+    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &choice).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 7);
+    let (_, mut t) = config();
+    t.epochs = epochs;
+    let m = mmea_core::model::ModelConfig::Mimea(cfg).build(&inputs).unwrap();
+    let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
+    Trainer::new(m, inputs, t, split, params).unwrap()
+}
+
+fn small_mimea() -> mmea_core::model::MimeaConfig {
+    mmea_core::model::MimeaConfig { dim: 16, ot_sample: 64, ..Default::default() }
+}
+
+#[test]
+fn mimea_style_trains_on_both_backends_with_two_modalities() {
+    let cfg = mmea_core::model::MimeaConfig { dim: 32, ..small_mimea() };
+    let mut cpu = mimea_trainer(&Device::Cpu, cfg.clone(), 10);
+    assert_eq!(cpu.model.name(), "mimea-style");
+    assert_eq!(cpu.model.modalities().len(), 2, "relation and name");
+    let mut lc = Vec::new();
+    while !cpu.done() {
+        lc.push(cpu.run_epoch().unwrap().loss);
+    }
+    assert!(lc.last().unwrap() < &(lc[0] * 0.8), "the loss did not fall: {lc:?}");
+    // The gates are Beta means: σ(log α − log β), strictly inside (0, 1).
+    let tape = mmea_core::autodiff::Tape::new();
+    let (_, vars) = mmea_core::model::tape_vars(&tape, &cpu.params, false);
+    let out = cpu.model.forward(&tape, &vars, &cpu.inputs).unwrap();
+    let mu = host(&out.omega.as_ref().unwrap().value);
+    let (a, b) = (host(&out.extra("beta.log_alpha").unwrap().value), host(&out.extra("beta.log_beta").unwrap().value));
+    for i in 0..mu.len() {
+        let want = 1.0 / (1.0 + (b[i] - a[i]).exp());
+        assert!((mu[i] - want).abs() < 1e-5 && mu[i] > 0.0 && mu[i] < 1.0, "gate {i}: {} vs {want}", mu[i]);
+    }
+    let Some(g) = gpu() else { return };
+    let mut gt = mimea_trainer(&g, cfg, 10);
+    let mut lg = Vec::new();
+    while !gt.done() {
+        lg.push(gt.run_epoch().unwrap().loss);
+    }
+    for (e, (x, y)) in lc.iter().zip(&lg).enumerate() {
+        assert!((x - y).abs() <= 2e-3 * x.abs().max(1.0), "epoch {e}: CPU loss {x} vs wgpu loss {y}");
+    }
+}
+
+#[test]
+fn mimea_style_gradients_match_finite_differences() {
+    // By design two things are held constant in the backward pass: the OT plan (envelope gradient, checked
+    // below) and the modal-adaptive weights ḡ_m (batch means of the gates, which every encoder parameter
+    // moves). So: every parameter with both off; with the modal terms on, the structure parameters, which
+    // do not move the gates.
+    let base = mmea_core::model::MimeaConfig { ot_weight: 0.0, modal_loss: false, ..small_mimea() };
+    // (Not the first MLP layer: a step there moves many ReLU inputs across their kink, and finite
+    // differences stop being informative; the ReLU backward is checked at the op level.)
+    fd_check(base.clone(), &["gate.w", "gate.b", "mlp.name.w2", "mlp.relation.w2", "mlp.relation.b2", "a_s1", "ent"]);
+    fd_check(mmea_core::model::MimeaConfig { modal_loss: true, ..base }, &["a_s1", "ent", "rel"]);
+}
+
+fn fd_check(cfg: mmea_core::model::MimeaConfig, params: &[&str]) {
+    let mut tr = mimea_trainer(&Device::Cpu, cfg, 3);
+    for _ in 0..3 {
+        tr.run_epoch().unwrap();
+    }
+    let pairs: Vec<(u32, u32)> = tr.split.train.clone();
+    let (_, grads) = tr.loss_and_gradients(&pairs, &[]).unwrap();
+    let names = tr.params.names().to_vec();
+    let mut checked = 0;
+    for &name in params {
+        let i = names.iter().position(|n| n == name).unwrap_or_else(|| panic!("{name} missing"));
+        let g = host(grads[i].as_ref().unwrap());
+        // The entries with the largest gradients, where finite differences are informative.
+        let mut order: Vec<usize> = (0..g.len()).collect();
+        order.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+        for &k in order.iter().take(3) {
+            let orig = host(&tr.params.tensors()[i]);
+            let eval = |delta: f32, tr: &mut Trainer| -> f64 {
+                let mut v = orig.clone();
+                v[k] += delta;
+                tr.params.tensors_mut()[i] = Tensor::from_f32(&Device::Cpu, v, tr.params.tensors()[i].shape()).unwrap();
+                tr.loss_and_gradients(&pairs, &[]).unwrap().0
+            };
+            let h = 2e-3;
+            let fd = ((eval(h, &mut tr) - eval(-h, &mut tr)) / (2.0 * h as f64)) as f32;
+            tr.params.tensors_mut()[i] = Tensor::from_f32(&Device::Cpu, orig.clone(), tr.params.tensors()[i].shape()).unwrap();
+            assert!((fd - g[k]).abs() <= 0.05 * g[k].abs() + 2e-3, "{name}[{k}]: tape {} vs finite differences {fd}", g[k]);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * params.len());
+}
+
+#[test]
+fn mimea_style_ot_term_equals_the_transport_cost_on_the_host() {
+    use mmea_core::ops::sinkhorn::cpu as skcpu;
+    let with = small_mimea();
+    let without = mmea_core::model::MimeaConfig { ot_weight: 0.0, ..small_mimea() };
+    let tr = mimea_trainer(&Device::Cpu, with.clone(), 1);
+    let tr0 = mimea_trainer(&Device::Cpu, without, 1);
+    let pairs: Vec<(u32, u32)> = tr.split.train.clone();
+    let (l1, g1) = tr.loss_and_gradients(&pairs, &[]).unwrap();
+    let (l0, g0) = tr0.loss_and_gradients(&pairs, &[]).unwrap();
+    // Host reference: U = the first ot_sample pairs' entities; per modality ⟨P, 1 − a·b⟩ with P the entropic
+    // plan of the scores a·bᵀ.
+    let tape = mmea_core::autodiff::Tape::new();
+    let (_, vars) = mmea_core::model::tape_vars(&tape, &tr.params, false);
+    let out = tr.model.forward(&tape, &vars, &tr.inputs).unwrap();
+    let j = host(&out.blocks.last().unwrap().value);
+    let d = with.dim;
+    let u: Vec<usize> = pairs[..with.ot_sample].iter().flat_map(|&(l, r)| [l as usize, r as usize]).collect();
+    let nj: Vec<Vec<f32>> = u.iter().map(|&e| { let r = &j[e * d..(e + 1) * d]; let n = r.iter().map(|x| x * x).sum::<f32>().sqrt(); r.iter().map(|x| x / n).collect() }).collect();
+    let mut want = 0f64;
+    for m in ["relation", "name"] {
+        let h = host(&out.extra(&format!("modal.{m}")).unwrap().value);
+        let mut s: Vec<f32> = Vec::with_capacity(u.len() * u.len());
+        for &e in &u {
+            for b in &nj {
+                s.push(h[e * d..(e + 1) * d].iter().zip(b).map(|(x, y)| x * y).sum::<f32>());
+            }
+        }
+        let n = u.len();
+        let la = vec![-(n as f32).ln(); n];
+        let (lp, _, _) = skcpu::sinkhorn(&[&s], n, with.ot_eps, with.ot_iters, &la, &la);
+        want += lp[0].iter().zip(&s).map(|(l, sv)| (l.exp() * (1.0 - sv)) as f64).sum::<f64>();
+    }
+    assert!(((l1 - l0) - want).abs() <= 1e-3 * want.abs().max(1.0), "OT term: loss difference {} vs host ⟨P, C⟩ {want}", l1 - l0);
+    // It moves the gradients of what it touches.
+    let i = tr.params.names().iter().position(|n| n == "mlp.name.w2").unwrap();
+    assert_ne!(host(g1[i].as_ref().unwrap()), host(g0[i].as_ref().unwrap()));
+}

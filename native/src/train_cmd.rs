@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, ModalityChoice, ModelConfig, Params, StructureConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, StructureConfig};
 use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -64,6 +64,9 @@ pub enum ModelArg {
     Loginmea,
     /// The structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like); modalities unused.
     Structure,
+    /// MIMEA-style: Beta-gated fusion, OT modal alignment, modal-adaptive contrastive (docs/training.md).
+    #[value(name = "mimea-style")]
+    MimeaStyle,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -150,6 +153,15 @@ pub struct TrainArgs {
     /// The model to train.
     #[arg(long, value_enum, default_value = "loginmea")]
     pub model: ModelArg,
+    /// MIMEA-style: weight of the optimal-transport modal-alignment term (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub ot_weight: f32,
+    /// MIMEA-style ablation: no Beta gates (every modality weighs 1).
+    #[arg(long)]
+    pub no_gates: bool,
+    /// MIMEA-style ablation: no per-modality contrastive terms.
+    #[arg(long)]
+    pub no_modal_loss: bool,
     #[arg(long, default_value_t = 300)]
     pub dim: usize,
     #[arg(long, default_value_t = 8)]
@@ -239,6 +251,15 @@ impl TrainArgs {
         let model = match self.model {
             ModelArg::Loginmea => ModelConfig::LoginMea(lm),
             ModelArg::Structure => ModelConfig::Structure(StructureConfig { dim: lm.dim, layers: lm.layers, tau: lm.tau, graph_layer: lm.graph_layer, loss: lm.loss }),
+            ModelArg::MimeaStyle => ModelConfig::Mimea(MimeaConfig {
+                dim: lm.dim,
+                layers: lm.layers,
+                tau: lm.tau,
+                gates: !self.no_gates,
+                modal_loss: !self.no_modal_loss,
+                ot_weight: self.ot_weight,
+                ..Default::default()
+            }),
         };
         RunSpec {
             data: self.data.clone(),

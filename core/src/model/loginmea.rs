@@ -254,7 +254,7 @@ impl LoginMea {
 
         let mm = self.modalities.len();
         if mm == 0 {
-            return Ok(Output { blocks, block_names: names, omega: None, sigma: None, attention: attention.unwrap_or_default() });
+            return Ok(Output { blocks, block_names: names, omega: None, sigma: None, attention: attention.unwrap_or_default(), extra: Vec::new() });
         }
         // Modality encoders.
         let mut h = Vec::with_capacity(mm);
@@ -274,7 +274,7 @@ impl LoginMea {
             names.push(format!("joint.y0.{}", mname(*m)));
         }
         if !self.joint_graph() {
-            return Ok(Output { blocks, block_names: names, omega: None, sigma: Some(sigma), attention: attention.unwrap_or_default() });
+            return Ok(Output { blocks, block_names: names, omega: None, sigma: Some(sigma), attention: attention.unwrap_or_default(), extra: Vec::new() });
         }
         // Entity-specific modality weights.
         let n = inputs.n;
@@ -324,7 +324,7 @@ impl LoginMea {
             blocks.push(xj.clone());
             names.push(name);
         }
-        Ok(Output { blocks, block_names: names, omega, sigma: Some(sigma), attention: attention.unwrap_or_default() })
+        Ok(Output { blocks, block_names: names, omega, sigma: Some(sigma), attention: attention.unwrap_or_default(), extra: Vec::new() })
     }
 
     /// The loss over `pairs` (KG1, KG2 indices) in chunks of `batch`: the sum of the chunks' mean losses

@@ -3,6 +3,7 @@
 //! - [`inputs`]: what a model reads from a dataset (features of the modalities present, graphs), on a device.
 //! - [`params`]: named parameters, initialisers, the safetensors checkpoint format.
 //! - [`checkpoint`]: opening a checkpoint against a dataset (rebuilt inputs, checks) and evaluating it.
+//! - [`mimea`]: the MIMEA-style model (our design for the paper's four modules).
 //! - [`loginmea`]: LoginMEA (mmea-spec §4.5) with its ablations; with no modality it is the
 //!   structure-only baseline.
 //!
@@ -13,6 +14,7 @@ pub mod align;
 pub mod checkpoint;
 pub mod inputs;
 pub mod loginmea;
+pub mod mimea;
 pub mod params;
 
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use crate::tensor::{Device, Tensor};
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
+pub use mimea::{Mimea, MimeaConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::checkpoint_bytes;
 pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
@@ -42,6 +45,16 @@ pub struct Output {
     /// With `forward_explained`: each attention layer's weights `α_e` `[T]` (graph edge order), named
     /// like the blocks (`structure.x1`, …, `joint.x1`, …).
     pub attention: Vec<(String, Tensor)>,
+    /// Model-specific named outputs (e.g. MIMEA-style's Beta parameters and uni-modal embeddings), for
+    /// its loss and for explanations.
+    pub extra: Vec<(String, Var)>,
+}
+
+impl Output {
+    /// The extra output `name`, if the model produced it.
+    pub fn extra(&self, name: &str) -> Option<&Var> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
 }
 
 /// What the trainer, the checkpoint commands and the browser demo need of a model.
@@ -77,6 +90,9 @@ pub enum ModelConfig {
     /// The structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like).
     #[serde(rename = "structure")]
     Structure(StructureConfig),
+    /// MIMEA-style (mmea-spec §4.7, our design; see [`mimea`]).
+    #[serde(rename = "mimea-style")]
+    Mimea(MimeaConfig),
 }
 
 impl ModelConfig {
@@ -85,17 +101,19 @@ impl ModelConfig {
         match self {
             ModelConfig::LoginMea(_) => "loginmea",
             ModelConfig::Structure(_) => "structure",
+            ModelConfig::Mimea(_) => "mimea-style",
         }
     }
 
     /// The names every version knows, for error messages.
-    pub const NAMES: &'static [&'static str] = &["loginmea", "structure"];
+    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style"];
 
     /// Builds the model for `inputs`.
     pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
         Ok(match self {
             ModelConfig::LoginMea(c) => Box::new(LoginMea::new(c.clone(), inputs)?),
             ModelConfig::Structure(c) => Box::new(LoginMea::structure_only(c)?),
+            ModelConfig::Mimea(c) => Box::new(Mimea::new(c.clone(), inputs)?),
         })
     }
 }
