@@ -45,6 +45,9 @@ pub struct Engine {
     /// Per entity modality weights ω `[N × M]` (when the model has them) and the global σ `[M]`.
     pub omega: Option<Vec<f32>>,
     pub sigma: Option<Vec<f32>>,
+    /// Per-entity, per-modality extras `[N × M]` that explain the weights: MIMEA-style's Beta parameters
+    /// (`beta.log_alpha`, `beta.log_beta`), weights before calibration (`weights.raw`), uncertainties.
+    pub weight_extras: HashMap<String, Vec<f32>>,
     /// Attention weights per reflection layer, in the graph's edge order.
     pub attention: Vec<(String, Vec<f32>)>,
     /// Out-edge offsets by head into `opened.features.rel_graph.edges`.
@@ -95,6 +98,12 @@ impl Engine {
             Some(s) => Some(s.value.to_vec_f32().await?),
             None => None,
         };
+        let mut weight_extras = HashMap::new();
+        for (name, v) in &out.extra {
+            if name.starts_with("beta.") || name.starts_with("weights.") {
+                weight_extras.insert(name.clone(), v.value.to_vec_f32().await?);
+            }
+        }
         let mut attention = Vec::new();
         for (name, a) in &out.attention {
             attention.push((name.clone(), a.to_vec_f32().await?));
@@ -135,6 +144,7 @@ impl Engine {
             plain,
             omega,
             sigma,
+            weight_extras,
             attention,
             head_offsets,
             gold,
@@ -243,6 +253,9 @@ impl Engine {
                 "modality": name.name(),
                 "omega": self.omega.as_ref().map(|o| o[i * mods.len() + m]),
                 "sigma": self.sigma.as_ref().map(|s| s[m]),
+                "beta": self.beta_gate(i, m, mods.len()),
+                "before_calibration": self.weight_extras.get("weights.raw").map(|w| w[i * mods.len() + m]),
+                "uncertainty": self.weight_extras.get("weights.uncertainty").map(|w| w[i * mods.len() + m]),
             })
         });
         Ok(json!({
@@ -258,6 +271,15 @@ impl Engine {
             "adaptive_weights": self.omega.is_some(),
             "neighbours": self.neighbours(i),
         }))
+    }
+
+    /// MIMEA-style's gate of entity `i`, modality `m`: Beta(α, β) with its mean and standard deviation.
+    fn beta_gate(&self, i: usize, m: usize, mm: usize) -> Option<Value> {
+        let a = self.weight_extras.get("beta.log_alpha")?[i * mm + m].exp() as f64;
+        let b = self.weight_extras.get("beta.log_beta")?[i * mm + m].exp() as f64;
+        let mean = a / (a + b);
+        let sd = (a * b / ((a + b) * (a + b) * (a + b + 1.0))).sqrt();
+        Some(json!({ "alpha": a, "beta": b, "mean": mean, "sd": sd }))
     }
 
     /// The out-edges of entity `e` (both directions of every triple are edges), strongest attention first.
