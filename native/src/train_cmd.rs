@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, StructureConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig};
 use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -67,6 +67,9 @@ pub enum ModelArg {
     /// MIMEA-style: Beta-gated fusion, OT modal alignment, modal-adaptive contrastive (docs/training.md).
     #[value(name = "mimea-style")]
     MimeaStyle,
+    /// RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty.
+    #[value(name = "ricea-style")]
+    RiceaStyle,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -162,6 +165,12 @@ pub struct TrainArgs {
     /// MIMEA-style ablation: no per-modality contrastive terms.
     #[arg(long)]
     pub no_modal_loss: bool,
+    /// RICEA-style ablation: weights from each modality alone, not from their relative interaction.
+    #[arg(long)]
+    pub no_interaction: bool,
+    /// RICEA-style ablation: no uncertainty-aware recalibration of the weights.
+    #[arg(long)]
+    pub no_calibration: bool,
     #[arg(long, default_value_t = 300)]
     pub dim: usize,
     #[arg(long, default_value_t = 8)]
@@ -258,6 +267,14 @@ impl TrainArgs {
                 gates: !self.no_gates,
                 modal_loss: !self.no_modal_loss,
                 ot_weight: self.ot_weight,
+                ..Default::default()
+            }),
+            ModelArg::RiceaStyle => ModelConfig::Ricea(RiceaConfig {
+                dim: lm.dim,
+                layers: lm.layers,
+                tau: lm.tau,
+                interaction: !self.no_interaction,
+                calibration: !self.no_calibration,
                 ..Default::default()
             }),
         };

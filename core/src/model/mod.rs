@@ -4,6 +4,7 @@
 //! - [`params`]: named parameters, initialisers, the safetensors checkpoint format.
 //! - [`checkpoint`]: opening a checkpoint against a dataset (rebuilt inputs, checks) and evaluating it.
 //! - [`mimea`]: the MIMEA-style model (our design for the paper's four modules).
+//! - [`ricea`]: the RICEA-style model (our design for relative interaction and calibration).
 //! - [`loginmea`]: LoginMEA (mmea-spec §4.5) with its ablations; with no modality it is the
 //!   structure-only baseline.
 //!
@@ -16,6 +17,7 @@ pub mod inputs;
 pub mod loginmea;
 pub mod mimea;
 pub mod params;
+pub mod ricea;
 
 use std::collections::HashMap;
 
@@ -29,6 +31,7 @@ use crate::tensor::{Device, Tensor};
 pub use inputs::{Inputs, Modality, ModalityChoice};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 pub use mimea::{Mimea, MimeaConfig};
+pub use ricea::{Ricea, RiceaConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::checkpoint_bytes;
 pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
@@ -93,6 +96,9 @@ pub enum ModelConfig {
     /// MIMEA-style (mmea-spec §4.7, our design; see [`mimea`]).
     #[serde(rename = "mimea-style")]
     Mimea(MimeaConfig),
+    /// RICEA-style (mmea-spec §4.6, our design; see [`ricea`]).
+    #[serde(rename = "ricea-style")]
+    Ricea(RiceaConfig),
 }
 
 impl ModelConfig {
@@ -102,11 +108,12 @@ impl ModelConfig {
             ModelConfig::LoginMea(_) => "loginmea",
             ModelConfig::Structure(_) => "structure",
             ModelConfig::Mimea(_) => "mimea-style",
+            ModelConfig::Ricea(_) => "ricea-style",
         }
     }
 
     /// The names every version knows, for error messages.
-    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style"];
+    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style"];
 
     /// Builds the model for `inputs`.
     pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
@@ -114,6 +121,7 @@ impl ModelConfig {
             ModelConfig::LoginMea(c) => Box::new(LoginMea::new(c.clone(), inputs)?),
             ModelConfig::Structure(c) => Box::new(LoginMea::structure_only(c)?),
             ModelConfig::Mimea(c) => Box::new(Mimea::new(c.clone(), inputs)?),
+            ModelConfig::Ricea(c) => Box::new(Ricea::new(c.clone(), inputs)?),
         })
     }
 }

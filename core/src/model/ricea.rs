@@ -1,0 +1,246 @@
+//! RICEA-style: our differentiable design for what the RICEA paper ("Probing Relative Interaction and
+//! Dynamic Calibration in Multi-modal Entity Alignment", ACL 2025) describes at abstract level: modality
+//! weights from the **relative interaction** of an entity's modalities, then **recalibrated according to
+//! their uncertainty**, which an attention mechanism perceives (the paper's ADC). Its code is not public;
+//! mmea-spec §4.6 gives the facts and our proposal, which this follows without MEAformer's transformer.
+//!
+//! ```text
+//! structure       x⁰ = tanh(mean over {i} ∪ nbr(i) of Ent);  x^l = RRA_l(x^{l-1})     (LoginMEA's encoder)
+//! encoders        ĥ_m = n̂(F_m W_m + b_m)                                          (m over the modalities present)
+//! interaction     q_m = ĥ_m W_q,  k_m = ĥ_m W_k                                     (W_q, W_k ∈ R^{d×d_k})
+//!                 A_{m,·} = softmax_{m'}(q_m·k_{m'} / √d_k);  c_m = Σ_{m'} A_{m,m'} ĥ_{m'}   (per entity)
+//! raw weights     s_m = vᵀ tanh(c_m);  w = softmax_m(s)                            (before calibration)
+//! calibration     u_m = softplus(c_m W_u + b_u)   (uncertainty, perceived from the attention context)
+//!                 w' = softmax_m(s_m − u_m)       (= softmax(log w − u): uncertain modalities lose weight)
+//! fusion          J = Σ_m w'_m ĥ_m;  joint = [x⁰ … x^L | J]
+//! loss            InfoNCE(joint), in-batch KG2 negatives
+//! ```
+//!
+//! Ablations: `interaction: false` (c_m = ĥ_m: each modality's weight sees only itself, as LoginMEA's ω),
+//! `calibration: false` (w' = w). Explanations: `weights.raw` (w) and `weights.uncertainty` (u) beside the
+//! calibrated weights (`omega`).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::{ad, Tape, Var};
+use crate::data::rng::Rng;
+use crate::error::{Error, Result};
+use crate::ops::contrastive::ad as cad;
+use crate::ops::reflection::ad as rad;
+use crate::ops::rows::ad as rowad;
+use crate::ops::sparse::ad as sad;
+use crate::ops::{Act, SegmentIndex, Unary};
+use crate::tensor::{Device, Tensor};
+
+use super::inputs::{Inputs, Modality};
+use super::loginmea::gather_joint;
+use super::params::{Init, Params};
+use super::{AlignModel, Output};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RiceaConfig {
+    /// Hidden size of every block (300).
+    pub dim: usize,
+    /// Reflection layers of the structure encoder (2).
+    pub layers: usize,
+    /// InfoNCE temperature (0.1).
+    pub tau: f32,
+    /// Width of the interaction's queries and keys (64).
+    pub key_dim: usize,
+    /// Weights from the modalities' relative interaction; off: each from its own modality (ablation).
+    pub interaction: bool,
+    /// Uncertainty-aware recalibration; off: the raw weights are used (ablation).
+    pub calibration: bool,
+}
+
+impl Default for RiceaConfig {
+    fn default() -> Self {
+        RiceaConfig { dim: 300, layers: 2, tau: 0.1, key_dim: 64, interaction: true, calibration: true }
+    }
+}
+
+/// The RICEA-style model for the modalities present.
+#[derive(Clone, Debug)]
+pub struct Ricea {
+    pub config: RiceaConfig,
+    pub modalities: Vec<Modality>,
+    pub modality_dims: Vec<usize>,
+}
+
+impl Ricea {
+    pub fn new(config: RiceaConfig, inputs: &Inputs) -> Result<Ricea> {
+        if config.dim == 0 || config.key_dim == 0 || !(config.tau > 0.0) {
+            return Err(Error::invalid("RICEA-style", "dim and key_dim must be at least 1 and tau positive"));
+        }
+        let modalities = inputs.modality_list();
+        let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
+        Ok(Ricea { config, modalities, modality_dims })
+    }
+
+    fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, explain: bool) -> Result<Output> {
+        let c = &self.config;
+        let v = |name: &str| vars.get(name).ok_or_else(|| Error::invalid("RICEA-style forward", format!("missing parameter `{name}`")));
+        let mut blocks = Vec::new();
+        let mut names = Vec::new();
+        let mut attention = Vec::new();
+        let (m, mt) = &inputs.nbr_mean;
+        let mut x = ad::unary(tape, Unary::Tanh, &sad::spmm(tape, m, mt, v("ent")?)?)?;
+        blocks.push(x.clone());
+        names.push("structure.x0".to_string());
+        for l in 1..=c.layers {
+            let (y, alpha) = rad::reflection_attention_alpha(tape, &inputs.graph, &x, v("rel")?, v(&format!("a_s{l}"))?, Act::Tanh, explain)?;
+            x = y;
+            if let Some(a) = alpha {
+                attention.push((format!("structure.x{l}"), a));
+            }
+            blocks.push(x.clone());
+            names.push(format!("structure.x{l}"));
+        }
+        let mm = self.modalities.len();
+        if mm == 0 {
+            return Ok(Output { blocks, block_names: names, omega: None, sigma: None, attention, extra: Vec::new() });
+        }
+        let n = inputs.n;
+        let mut nh = Vec::with_capacity(mm);
+        for (mi, md) in self.modalities.iter().enumerate() {
+            let f = tape.constant(&inputs.modalities[mi].features);
+            let k = md.name();
+            nh.push(rowad::l2_normalize(tape, &ad::linear(tape, &f, v(&format!("enc.{k}.w"))?, Some(v(&format!("enc.{k}.b"))?))?)?);
+        }
+        let col = |x: &Var, j: usize| -> Result<Var> { ad::reshape(tape, &rowad::slice_cols(tape, x, j, 1)?, &[n]) };
+        let cat = |xs: &[Var]| -> Result<Var> {
+            let r: Vec<&Var> = xs.iter().collect();
+            if r.len() == 1 {
+                Ok(xs[0].clone())
+            } else {
+                rowad::concat_cols(tape, &r)
+            }
+        };
+        // Relative interaction: each modality attends over the entity's modalities.
+        let ctx: Vec<Var> = if c.interaction {
+            let q: Vec<Var> = nh.iter().map(|h| ad::linear(tape, h, v("ric.wq")?, None)).collect::<Result<_>>()?;
+            let k: Vec<Var> = nh.iter().map(|h| ad::linear(tape, h, v("ric.wk")?, None)).collect::<Result<_>>()?;
+            let scale = 1.0 / (c.key_dim as f32).sqrt();
+            let mut out = Vec::with_capacity(mm);
+            for qm in &q {
+                let logits: Vec<Var> = k.iter().map(|kj| ad::reshape(tape, &ad::scale(tape, &rowad::row_dot(tape, qm, kj)?, scale)?, &[n, 1])).collect::<Result<_>>()?;
+                let a = rowad::softmax_rows(tape, &cat(&logits)?)?;
+                let mut acc: Option<Var> = None;
+                for (j, hj) in nh.iter().enumerate() {
+                    let t = rowad::scale_rows(tape, hj, &col(&a, j)?)?;
+                    acc = Some(match acc {
+                        None => t,
+                        Some(s) => ad::add(tape, &s, &t)?,
+                    });
+                }
+                out.push(acc.ok_or_else(|| Error::invalid("RICEA-style forward", "no modality"))?);
+            }
+            out
+        } else {
+            nh.clone()
+        };
+        let s: Vec<Var> = ctx.iter().map(|cm| ad::linear(tape, &ad::unary(tape, Unary::Tanh, cm)?, v("ric.v")?, None)).collect::<Result<_>>()?;
+        let s = cat(&s)?; // [N, M]
+        let raw = rowad::softmax_rows(tape, &s)?;
+        let mut extra = Vec::new();
+        let w = if c.calibration {
+            let u: Vec<Var> = ctx.iter().map(|cm| ad::unary(tape, Unary::Softplus, &ad::linear(tape, cm, v("adc.w")?, Some(v("adc.b")?))?)).collect::<Result<_>>()?;
+            let u = cat(&u)?;
+            let w = rowad::softmax_rows(tape, &ad::sub(tape, &s, &u)?)?;
+            extra.push(("weights.uncertainty".to_string(), u));
+            w
+        } else {
+            raw.clone()
+        };
+        extra.push(("weights.raw".to_string(), raw));
+        let mut joint: Option<Var> = None;
+        for (mi, h) in nh.iter().enumerate() {
+            let t = rowad::scale_rows(tape, h, &col(&w, mi)?)?;
+            joint = Some(match joint {
+                None => t,
+                Some(j) => ad::add(tape, &j, &t)?,
+            });
+        }
+        let Some(joint) = joint else { return Err(Error::invalid("RICEA-style forward", "no modality")) };
+        blocks.push(joint);
+        names.push("joint.fused".to_string());
+        Ok(Output { blocks, block_names: names, omega: Some(w), sigma: None, attention, extra })
+    }
+}
+
+impl AlignModel for Ricea {
+    fn name(&self) -> &'static str {
+        "ricea-style"
+    }
+
+    fn modalities(&self) -> &[Modality] {
+        &self.modalities
+    }
+
+    fn init(&self, device: &Device, n: usize, num_rel: usize, seed: u64) -> Result<Params> {
+        let c = &self.config;
+        let d = c.dim;
+        let mut rng = Rng::new(seed);
+        let mut init = Init { rng: &mut rng };
+        let mut p = Params::new();
+        let put = |p: &mut Params, name: String, data: Vec<f32>, shape: &[usize]| -> Result<()> {
+            p.push(name, Tensor::from_f32(device, data, shape)?);
+            Ok(())
+        };
+        put(&mut p, "ent".into(), init.xavier_uniform(n * d, d, n), &[n, d])?;
+        put(&mut p, "rel".into(), init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?;
+        for l in 1..=c.layers {
+            put(&mut p, format!("a_s{l}"), init.xavier_uniform(d, 1, d), &[d])?;
+        }
+        for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
+            put(&mut p, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
+            put(&mut p, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;
+        }
+        if !self.modalities.is_empty() {
+            if c.interaction {
+                put(&mut p, "ric.wq".into(), init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
+                put(&mut p, "ric.wk".into(), init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
+            }
+            put(&mut p, "ric.v".into(), init.linear_default(d, d), &[d, 1])?;
+            if c.calibration {
+                put(&mut p, "adc.w".into(), init.linear_default(d, d), &[d, 1])?;
+                put(&mut p, "adc.b".into(), vec![0.0], &[1])?;
+            }
+        }
+        Ok(p)
+    }
+
+    fn forward(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        self.forward_impl(tape, vars, inputs, false)
+    }
+
+    fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
+        self.forward_impl(tape, vars, inputs, true)
+    }
+
+    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
+        const OP: &str = "RICEA-style loss";
+        if pairs.is_empty() {
+            return Err(Error::invalid(OP, "no training pairs"));
+        }
+        if !negatives.is_empty() {
+            return Err(Error::invalid(OP, "extra negatives are not implemented for this model"));
+        }
+        let dev = out.blocks[0].value.device();
+        let mut total: Option<Var> = None;
+        for chunk in pairs.chunks(batch.max(1)) {
+            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+            let p = gather_joint(tape, &out.blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
+            let q = gather_joint(tape, &out.blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
+            let l = cad::info_nce(tape, &p, &q, self.config.tau)?;
+            total = Some(match total {
+                None => l,
+                Some(t) => ad::add(tape, &t, &l)?,
+            });
+        }
+        total.ok_or_else(|| Error::invalid(OP, "no training pairs"))
+    }
+}
