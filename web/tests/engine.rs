@@ -174,3 +174,62 @@ fn bad_checkpoints_get_clear_errors() {
     let m = msg(&mmea_core::model::params::to_safetensors(&tensors, &ck.metadata).unwrap());
     assert!(m.contains("upload.safetensors") && m.contains("ent"), "{m}");
 }
+
+/// A checkpoint of `model` trained for two epochs on the demo pair (names on), built in-process with the
+/// metadata `mmea train` writes.
+fn tiny_checkpoint(model: mmea_core::model::ModelConfig) -> Vec<u8> {
+    use mmea_core::data::{self, FeatureOptions};
+    use mmea_core::model::{checkpoint_bytes, Fingerprint, Inputs, ModalityChoice};
+    use mmea_core::train::{Protocol, TrainConfig, Trainer};
+    let ds = data::demo().unwrap();
+    let choice = ModalityChoice { names: true, ..Default::default() };
+    let features = data::build_features(&ds, &FeatureOptions { char_bigrams: true, ..Default::default() });
+    let inputs = Inputs::build(&Device::Cpu, &ds, &features, None, &choice).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 1);
+    let mut cfg = TrainConfig::for_protocol(Protocol::Clean);
+    cfg.epochs = 2;
+    let m = model.build(&inputs).unwrap();
+    let params = m.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 1).unwrap();
+    let mut tr = Trainer::new(m, inputs, cfg.clone(), split.clone(), params).unwrap();
+    while !tr.done() {
+        tr.run_epoch().unwrap();
+    }
+    let mut spec = serde_json::json!({ "data": "demo", "modalities": choice, "train": cfg, "command": "test" });
+    let mv = serde_json::to_value(&model).unwrap();
+    spec["model_name"] = mv["model_name"].clone();
+    spec["model"] = mv["model"].clone();
+    let meta = std::collections::HashMap::from([
+        ("model".to_string(), model.name().to_string()),
+        ("run_spec".to_string(), spec.to_string()),
+        ("dataset".to_string(), serde_json::to_string(&Fingerprint::of(&ds)).unwrap()),
+        ("split".to_string(), split.to_tsv(&ds)),
+        ("epoch".to_string(), "2".to_string()),
+    ]);
+    checkpoint_bytes(&tr.params, meta).unwrap()
+}
+
+#[test]
+fn the_demo_opens_mimea_and_ricea_style_checkpoints_and_shows_their_weights() {
+    use mmea_core::model::{MimeaConfig, ModelConfig, RiceaConfig};
+    let mimea = tiny_checkpoint(ModelConfig::Mimea(MimeaConfig { dim: 16, ..Default::default() }));
+    let e = pollster::block_on(Engine::load(Device::Cpu, "mimea.safetensors", &mimea)).unwrap();
+    assert_eq!(e.summary()["model_name"], "mimea-style");
+    let w = e.entity(0).unwrap()["weights"].clone();
+    assert_eq!(w.as_array().unwrap().len(), 2);
+    for x in w.as_array().unwrap() {
+        let b = &x["beta"];
+        let (a, bb, mean) = (b["alpha"].as_f64().unwrap(), b["beta"].as_f64().unwrap(), b["mean"].as_f64().unwrap());
+        assert!((mean - a / (a + bb)).abs() < 1e-6 && (mean - x["omega"].as_f64().unwrap()).abs() < 1e-5, "{x}");
+        assert!(b["sd"].as_f64().unwrap() > 0.0);
+    }
+    assert!(pollster::block_on(e.metrics()).unwrap().plain.l2r.hits1 > 0.0);
+
+    let ricea = tiny_checkpoint(ModelConfig::Ricea(RiceaConfig { dim: 16, key_dim: 8, ..Default::default() }));
+    let e = pollster::block_on(Engine::load(Device::Cpu, "ricea.safetensors", &ricea)).unwrap();
+    assert_eq!(e.summary()["model_name"], "ricea-style");
+    let w = e.entity(0).unwrap()["weights"].clone();
+    let sum = |k: &str| w.as_array().unwrap().iter().map(|x| x[k].as_f64().unwrap()).sum::<f64>();
+    assert!((sum("omega") - 1.0).abs() < 1e-5 && (sum("before_calibration") - 1.0).abs() < 1e-5, "{w}");
+    assert!(w.as_array().unwrap().iter().all(|x| x["uncertainty"].as_f64().unwrap() > 0.0));
+}
