@@ -210,7 +210,7 @@ fn selection_score(r: &EvalReport) -> f64 {
 }
 
 impl Trainer {
-    pub fn new(model: Box<dyn AlignModel>, inputs: Inputs, cfg: TrainConfig, split: Split, params: Params) -> Result<Trainer> {
+    pub fn new(mut model: Box<dyn AlignModel>, inputs: Inputs, cfg: TrainConfig, split: Split, params: Params) -> Result<Trainer> {
         cfg.validate()?;
         if split.train.is_empty() {
             return Err(Error::invalid("train", "the split has no training pairs"));
@@ -221,6 +221,10 @@ impl Trainer {
         if cfg.negatives > 0 && !model.supports_negatives() {
             return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for the InfoNCE loss only"));
         }
+        if !model.trainable() && cfg.iterative {
+            return Err(Error::invalid("train", format!("iterative learning is not available for `{}` (its checkpoints rebuild from the split's training pairs)", model.name())));
+        }
+        model.set_seeds(&split.train);
         let mut adamw = AdamW::new(cfg.lr);
         adamw.weight_decay = cfg.weight_decay;
         let train_pairs = split.train.clone();
@@ -245,6 +249,11 @@ impl Trainer {
                 }
                 Protocol::Clean => {}
             }
+        }
+        if !self.model.trainable() {
+            // Nothing to learn: the epoch only counts (evaluation and selection work as for any model).
+            self.epoch += 1;
+            return Ok(EpochStats { epoch: e, loss: 0.0, train_pairs: self.train_pairs.len(), il: None });
         }
         let mut pairs = self.train_pairs.clone();
         Rng::new(cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);

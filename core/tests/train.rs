@@ -11,7 +11,7 @@
 #[path = "kernels/common.rs"]
 mod common;
 
-use common::gpu;
+use common::{assert_close, gpu};
 use mmea_core::data::{self, FeatureOptions};
 use mmea_core::model::{LoginMea, LoginMeaConfig};
 use mmea_core::train::{Protocol, TrainConfig, Trainer};
@@ -478,4 +478,51 @@ fn ricea_style_gradients_match_finite_differences() {
     let params = ["ric.wq", "ric.wk", "ric.v", "adc.w", "adc.b", "enc.name.w", "enc.relation.b"];
     let informative = check_gradients(&mut tr, &params);
     assert!(informative >= 6, "only {informative} of 7 parameters have gradients well above the tolerance");
+}
+
+// ---- the training-free baseline ----------------------------------------------------------------------
+
+#[test]
+fn label_prop_runs_through_the_trainer_with_no_zero_rows_and_backends_agree() {
+    use mmea_core::model::{LabelPropConfig, ModelConfig};
+    let (_, mut c) = config();
+    c.epochs = 1;
+    c.eval_every = 1;
+    let mc = ModelConfig::LabelProp(LabelPropConfig::default());
+    let mut tr = trainer_for(&Device::Cpu, &mc, c.clone());
+    assert!(!tr.model.trainable() && tr.params.is_empty());
+    let st = tr.run_epoch().unwrap();
+    assert_eq!(st.loss, 0.0);
+    tr.evaluate_and_select().unwrap();
+    let (sel, _) = tr.selected();
+    let report = tr.evaluate_on(&sel.clone(), &tr.split.test.clone(), true).unwrap();
+    let sk = report.sinkhorn.unwrap().l2r.hits1;
+    // Measured 0.549 (Sinkhorn) and 0.460 (plain) on the demo pair.
+    assert!(sk > 0.45 && report.plain.l2r.hits1 > 0.38, "label-prop on the demo pair: Sinkhorn {sk}, plain {}", report.plain.l2r.hits1);
+    // No zero rows (a zero row would tie with every candidate and count as a hit).
+    let blocks = mmea_core::model::embed_blocks(tr.model.as_ref(), &tr.params, &tr.inputs).unwrap();
+    for b in &blocks {
+        let v = host(b);
+        let d = b.shape()[1];
+        for (i, row) in v.chunks(d).enumerate() {
+            let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4, "row {i} has norm {norm}");
+        }
+    }
+    // Seeds are the training pairs only; iterative learning is refused.
+    let mut il = c.clone();
+    il.iterative = true;
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 7);
+    let m = mc.build(&inputs).unwrap();
+    assert!(Trainer::new(m, inputs, il, split, mmea_core::model::Params::new()).is_err());
+    let Some(g) = gpu() else { return };
+    let tg = trainer_for(&g, &mc, c);
+    let bg = mmea_core::model::embed_blocks(tg.model.as_ref(), &tg.params, &tg.inputs).unwrap();
+    for (a, b) in blocks.iter().zip(&bg) {
+        assert_close("label-prop embedding", &host(b), &host(a), 1e-5, 1e-3);
+    }
 }

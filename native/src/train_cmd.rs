@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LabelPropConfig, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig};
 use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -70,6 +70,9 @@ pub enum ModelArg {
     /// RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty.
     #[value(name = "ricea-style")]
     RiceaStyle,
+    /// Training-free baseline: random seed labels propagated over the graph (LightEA-inspired); one epoch.
+    #[value(name = "label-prop")]
+    LabelProp,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -171,6 +174,9 @@ pub struct TrainArgs {
     /// RICEA-style ablation: no uncertainty-aware recalibration of the weights.
     #[arg(long)]
     pub no_calibration: bool,
+    /// label-prop: also propagate through relation types (the bag-of-relations view).
+    #[arg(long)]
+    pub lp_relations: bool,
     #[arg(long, default_value_t = 300)]
     pub dim: usize,
     #[arg(long, default_value_t = 8)]
@@ -221,6 +227,11 @@ impl TrainArgs {
         if self.data == DEMO {
             t.epochs = DEMO_EPOCHS;
         }
+        if matches!(self.model, ModelArg::LabelProp) {
+            // Nothing to train: one pass, evaluated.
+            t.epochs = 1;
+            t.eval_every = 1;
+        }
         t.epochs = self.epochs.unwrap_or(t.epochs);
         t.lr = self.lr.unwrap_or(t.lr);
         t.weight_decay = self.weight_decay.unwrap_or(t.weight_decay);
@@ -269,6 +280,7 @@ impl TrainArgs {
                 ot_weight: self.ot_weight,
                 ..Default::default()
             }),
+            ModelArg::LabelProp => ModelConfig::LabelProp(LabelPropConfig { dim: lm.dim, layers: lm.layers, seed: self.seed, relations: self.lp_relations }),
             ModelArg::RiceaStyle => ModelConfig::Ricea(RiceaConfig {
                 dim: lm.dim,
                 layers: lm.layers,

@@ -232,4 +232,11 @@ fn the_demo_opens_mimea_and_ricea_style_checkpoints_and_shows_their_weights() {
     let sum = |k: &str| w.as_array().unwrap().iter().map(|x| x[k].as_f64().unwrap()).sum::<f64>();
     assert!((sum("omega") - 1.0).abs() < 1e-5 && (sum("before_calibration") - 1.0).abs() < 1e-5, "{w}");
     assert!(w.as_array().unwrap().iter().all(|x| x["uncertainty"].as_f64().unwrap() > 0.0));
+
+    // The training-free baseline: no parameters at all; the seeds come from the checkpoint's split.
+    let lp = tiny_checkpoint(ModelConfig::LabelProp(mmea_core::model::LabelPropConfig::default()));
+    let e = pollster::block_on(Engine::load(Device::Cpu, "label-prop.safetensors", &lp)).unwrap();
+    assert_eq!((e.summary()["model_name"].as_str(), e.summary()["parameters"].as_u64()), (Some("label-prop"), Some(0)));
+    let m = pollster::block_on(e.metrics()).unwrap();
+    assert!(m.sinkhorn.unwrap().l2r.hits1 > 0.45, "{m:?}");
 }

@@ -104,7 +104,8 @@ pub fn open(path: &str, ck: &CheckpointData, ds: &Dataset, images: Option<&Modal
     }
     let split = Split::from_tsv(ds, &format!("{path} (split metadata)"), ck.meta(path, "split")?.as_bytes())?;
     let (inputs, features) = build_inputs(device, ds, &spec.modalities, images)?;
-    let model = spec.model.build(&inputs)?;
+    let mut model = spec.model.build(&inputs)?;
+    model.set_seeds(&split.train);
     // The shapes a model built from this data needs (values unused; small on the host).
     let expected = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 0)?;
     let params = ck.params(device)?;

@@ -5,6 +5,7 @@
 //! - [`checkpoint`]: opening a checkpoint against a dataset (rebuilt inputs, checks) and evaluating it.
 //! - [`mimea`]: the MIMEA-style model (our design for the paper's four modules).
 //! - [`ricea`]: the RICEA-style model (our design for relative interaction and calibration).
+//! - [`labelprop`]: the training-free label-propagation baseline.
 //! - [`loginmea`]: LoginMEA (mmea-spec §4.5) with its ablations; with no modality it is the
 //!   structure-only baseline.
 //!
@@ -14,6 +15,7 @@
 pub mod align;
 pub mod checkpoint;
 pub mod inputs;
+pub mod labelprop;
 pub mod loginmea;
 pub mod mimea;
 pub mod params;
@@ -30,6 +32,7 @@ use crate::tensor::{Device, Tensor};
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
+pub use labelprop::{LabelProp, LabelPropConfig};
 pub use mimea::{Mimea, MimeaConfig};
 pub use ricea::{Ricea, RiceaConfig};
 #[cfg(not(target_arch = "wasm32"))]
@@ -80,6 +83,12 @@ pub trait AlignModel {
     fn supports_negatives(&self) -> bool {
         false
     }
+    /// The seed pairs (training pairs), for models whose forward pass reads them (training-free ones).
+    fn set_seeds(&mut self, _pairs: &[(u32, u32)]) {}
+    /// False for models with nothing to learn: the trainer then runs no loss, backward or step.
+    fn trainable(&self) -> bool {
+        true
+    }
 }
 
 /// Which model, with its settings. Serialised as `{"model_name": "...", "model": {...}}`, the layout of
@@ -99,6 +108,9 @@ pub enum ModelConfig {
     /// RICEA-style (mmea-spec §4.6, our design; see [`ricea`]).
     #[serde(rename = "ricea-style")]
     Ricea(RiceaConfig),
+    /// The training-free label-propagation baseline (see [`labelprop`]).
+    #[serde(rename = "label-prop")]
+    LabelProp(LabelPropConfig),
 }
 
 impl ModelConfig {
@@ -109,11 +121,12 @@ impl ModelConfig {
             ModelConfig::Structure(_) => "structure",
             ModelConfig::Mimea(_) => "mimea-style",
             ModelConfig::Ricea(_) => "ricea-style",
+            ModelConfig::LabelProp(_) => "label-prop",
         }
     }
 
     /// The names every version knows, for error messages.
-    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style"];
+    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style", "label-prop"];
 
     /// Builds the model for `inputs`.
     pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
@@ -122,6 +135,7 @@ impl ModelConfig {
             ModelConfig::Structure(c) => Box::new(LoginMea::structure_only(c)?),
             ModelConfig::Mimea(c) => Box::new(Mimea::new(c.clone(), inputs)?),
             ModelConfig::Ricea(c) => Box::new(Ricea::new(c.clone(), inputs)?),
+            ModelConfig::LabelProp(c) => Box::new(LabelProp::new(c.clone(), inputs)?),
         })
     }
 }
