@@ -177,10 +177,7 @@ fn structure_model_trains_on_both_backends_and_ignores_modalities() {
     assert_eq!(cpu.model.name(), "structure");
     assert!(cpu.model.modalities().is_empty(), "the relation modality exists in the data but the structure model does not read it");
     assert!(cpu.params.names().iter().all(|n| !n.starts_with("enc.") && !n.starts_with("lmf.") && n != "theta"), "{:?}", cpu.params.names());
-    let mut lc = Vec::new();
-    while !cpu.done() {
-        lc.push(cpu.run_epoch().unwrap().loss);
-    }
+    let lc = epoch_losses(&mut cpu);
     assert!(lc.last().unwrap() < &(lc[0] * 0.7), "the loss did not fall: {lc:?}");
     let h1 = cpu.evaluate_on(&cpu.params.clone(), &cpu.split.test.clone(), false).unwrap().csls.unwrap().l2r.hits1;
     assert!(h1 > 0.2, "structure model test H@1 {h1}");
@@ -262,7 +259,8 @@ fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
 
 // ---- MIMEA-style -------------------------------------------------------------------------------------
 
-fn mimea_trainer(device: &Device, cfg: mmea_core::model::MimeaConfig, epochs: usize) -> Trainer {
+/// A trainer for `model` on the demo pair with names on (two modalities: relation and name), seed 7.
+fn two_modality_trainer(device: &Device, model: mmea_core::model::ModelConfig, epochs: usize) -> Trainer {
     let ds = data::demo().unwrap();
     let features = data::build_features(&ds, &FeatureOptions { char_bigrams: true, ..Default::default() });
     let choice = mmea_core::model::ModalityChoice { names: true, ..Default::default() };
@@ -271,9 +269,13 @@ fn mimea_trainer(device: &Device, cfg: mmea_core::model::MimeaConfig, epochs: us
     split.carve_dev(0.1, 7);
     let (_, mut t) = config();
     t.epochs = epochs;
-    let m = mmea_core::model::ModelConfig::Mimea(cfg).build(&inputs).unwrap();
+    let m = model.build(&inputs).unwrap();
     let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
     Trainer::new(m, inputs, t, split, params).unwrap()
+}
+
+fn mimea_trainer(device: &Device, cfg: mmea_core::model::MimeaConfig, epochs: usize) -> Trainer {
+    two_modality_trainer(device, mmea_core::model::ModelConfig::Mimea(cfg), epochs)
 }
 
 fn small_mimea() -> mmea_core::model::MimeaConfig {
@@ -286,10 +288,7 @@ fn mimea_style_trains_on_both_backends_with_two_modalities() {
     let mut cpu = mimea_trainer(&Device::Cpu, cfg.clone(), 10);
     assert_eq!(cpu.model.name(), "mimea-style");
     assert_eq!(cpu.model.modalities().len(), 2, "relation and name");
-    let mut lc = Vec::new();
-    while !cpu.done() {
-        lc.push(cpu.run_epoch().unwrap().loss);
-    }
+    let lc = epoch_losses(&mut cpu);
     assert!(lc.last().unwrap() < &(lc[0] * 0.8), "the loss did not fall: {lc:?}");
     // The gates are Beta means: σ(log α − log β), strictly inside (0, 1).
     let tape = mmea_core::autodiff::Tape::new();
@@ -302,14 +301,7 @@ fn mimea_style_trains_on_both_backends_with_two_modalities() {
         assert!((mu[i] - want).abs() < 1e-5 && mu[i] > 0.0 && mu[i] < 1.0, "gate {i}: {} vs {want}", mu[i]);
     }
     let Some(g) = gpu() else { return };
-    let mut gt = mimea_trainer(&g, cfg, 10);
-    let mut lg = Vec::new();
-    while !gt.done() {
-        lg.push(gt.run_epoch().unwrap().loss);
-    }
-    for (e, (x, y)) in lc.iter().zip(&lg).enumerate() {
-        assert!((x - y).abs() <= 2e-3 * x.abs().max(1.0), "epoch {e}: CPU loss {x} vs wgpu loss {y}");
-    }
+    assert_losses_agree(&lc, &epoch_losses(&mut mimea_trainer(&g, cfg, 10)), 2e-3);
 }
 
 #[test]
@@ -409,17 +401,7 @@ fn mimea_style_ot_term_equals_the_transport_cost_on_the_host() {
 // ---- RICEA-style -------------------------------------------------------------------------------------
 
 fn ricea_trainer(device: &Device, cfg: mmea_core::model::RiceaConfig, epochs: usize) -> Trainer {
-    let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions { char_bigrams: true, ..Default::default() });
-    let choice = mmea_core::model::ModalityChoice { names: true, ..Default::default() };
-    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &choice).unwrap();
-    let mut split = ds.split.clone().unwrap();
-    split.carve_dev(0.1, 7);
-    let (_, mut t) = config();
-    t.epochs = epochs;
-    let m = mmea_core::model::ModelConfig::Ricea(cfg).build(&inputs).unwrap();
-    let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
-    Trainer::new(m, inputs, t, split, params).unwrap()
+    two_modality_trainer(device, mmea_core::model::ModelConfig::Ricea(cfg), epochs)
 }
 
 #[test]
@@ -427,10 +409,7 @@ fn ricea_style_trains_on_both_backends_and_calibrates_its_weights() {
     let cfg = mmea_core::model::RiceaConfig { dim: 32, key_dim: 16, ..Default::default() };
     let mut cpu = ricea_trainer(&Device::Cpu, cfg.clone(), 10);
     assert_eq!(cpu.model.name(), "ricea-style");
-    let mut lc = Vec::new();
-    while !cpu.done() {
-        lc.push(cpu.run_epoch().unwrap().loss);
-    }
+    let lc = epoch_losses(&mut cpu);
     assert!(lc.last().unwrap() < &(lc[0] * 0.8), "the loss did not fall: {lc:?}");
     // w' = softmax(log w − u): calibrated weights from the raw ones and the uncertainties.
     let tape = mmea_core::autodiff::Tape::new();
@@ -450,14 +429,7 @@ fn ricea_style_trains_on_both_backends_and_calibrates_its_weights() {
         }
     }
     let Some(g) = gpu() else { return };
-    let mut gt = ricea_trainer(&g, cfg, 10);
-    let mut lg = Vec::new();
-    while !gt.done() {
-        lg.push(gt.run_epoch().unwrap().loss);
-    }
-    for (e, (x, y)) in lc.iter().zip(&lg).enumerate() {
-        assert!((x - y).abs() <= 2e-3 * x.abs().max(1.0), "epoch {e}: CPU loss {x} vs wgpu loss {y}");
-    }
+    assert_losses_agree(&lc, &epoch_losses(&mut ricea_trainer(&g, cfg, 10)), 2e-3);
 }
 
 #[test]
@@ -524,5 +496,21 @@ fn label_prop_runs_through_the_trainer_with_no_zero_rows_and_backends_agree() {
     let bg = mmea_core::model::embed_blocks(tg.model.as_ref(), &tg.params, &tg.inputs).unwrap();
     for (a, b) in blocks.iter().zip(&bg) {
         assert_close("label-prop embedding", &host(b), &host(a), 1e-5, 1e-3);
+    }
+}
+
+/// Runs a trainer to its end without evaluating; returns the per-epoch losses.
+fn epoch_losses(tr: &mut Trainer) -> Vec<f64> {
+    let mut l = Vec::new();
+    while !tr.done() {
+        l.push(tr.run_epoch().unwrap().loss);
+    }
+    l
+}
+
+fn assert_losses_agree(cpu: &[f64], gpu: &[f64], rel: f64) {
+    assert_eq!(cpu.len(), gpu.len());
+    for (e, (x, y)) in cpu.iter().zip(gpu).enumerate() {
+        assert!((x - y).abs() <= rel * x.abs().max(1.0), "epoch {e}: CPU loss {x} vs wgpu loss {y}");
     }
 }

@@ -171,11 +171,7 @@ impl LoginMea {
             p.push(name, Tensor::from_f32(device, data, shape)?);
             Ok(())
         };
-        put(&mut p, "ent".into(), init.xavier_uniform(n * d, d, n), &[n, d])?;
-        put(&mut p, "rel".into(), init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?;
-        for l in 1..=c.layers {
-            put(&mut p, format!("a_s{l}"), init.xavier_uniform(d, 1, d), &[d])?;
-        }
+        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             put(&mut p, format!("enc.{}.w", mname(*m)), init.linear_default(dm * d, dm), &[dm, d])?;
             put(&mut p, format!("enc.{}.b", mname(*m)), init.linear_default(d, dm), &[d])?;
@@ -204,25 +200,6 @@ impl LoginMea {
         Ok(p)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    /// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.
-    fn layer(&self, tape: &Tape, inputs: &Inputs, x: &Var, rel: &Var, a: &Var, name: &str, attention: &mut Option<Vec<(String, Tensor)>>) -> Result<Var> {
-        match self.config.graph_layer {
-            GraphLayer::Reflection => {
-                let (y, alpha) = rad::reflection_attention_alpha(tape, &inputs.graph, x, rel, a, Act::Tanh, attention.is_some())?;
-                if let (Some(list), Some(alpha)) = (attention.as_mut(), alpha) {
-                    list.push((name.to_string(), alpha));
-                }
-                Ok(y)
-            }
-            GraphLayer::Mean => {
-                let (m, mt) = &inputs.nbr_mean;
-                let y = sad::spmm(tape, m, mt, x)?;
-                ad::unary(tape, Unary::Tanh, &y)
-            }
-        }
-    }
-
     /// The forward pass over all entities. `vars` are the parameters on `tape` (as params to train, or
     /// as constants for inference), by name.
     pub fn forward(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
@@ -236,21 +213,8 @@ impl LoginMea {
 
     fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, mut attention: Option<Vec<(String, Tensor)>>) -> Result<Output> {
         let c = &self.config;
-        let v = |name: &str| vars.get(name).ok_or_else(|| Error::invalid("LoginMea::forward", format!("missing parameter `{name}`")));
-        let mut blocks = Vec::new();
-        let mut names = Vec::new();
-
-        // Structure encoder.
-        let (m, mt) = &inputs.nbr_mean;
-        let mut x = ad::unary(tape, Unary::Tanh, &sad::spmm(tape, m, mt, v("ent")?)?)?;
-        blocks.push(x.clone());
-        names.push("structure.x0".to_string());
-        for l in 1..=c.layers {
-            let name = format!("structure.x{l}");
-            x = self.layer(tape, inputs, &x, v("rel")?, v(&format!("a_s{l}"))?, &name, &mut attention)?;
-            blocks.push(x.clone());
-            names.push(name);
-        }
+        let v = |name: &str| var(vars, name);
+        let (mut blocks, mut names) = structure_forward(tape, vars, inputs, c.layers, c.graph_layer, &mut attention)?;
 
         let mm = self.modalities.len();
         if mm == 0 {
@@ -320,7 +284,7 @@ impl LoginMea {
         let mut xj = ad::unary(tape, Unary::Tanh, &o)?;
         for l in 1..=c.layers {
             let name = format!("joint.x{l}");
-            xj = self.layer(tape, inputs, &xj, v("rel")?, v(&format!("a_j{l}"))?, &name, &mut attention)?;
+            xj = graph_layer(tape, inputs, c.graph_layer, &xj, v("rel")?, v(&format!("a_j{l}"))?, &name, &mut attention)?;
             blocks.push(xj.clone());
             names.push(name);
         }
@@ -363,6 +327,63 @@ impl LoginMea {
         }
         total.ok_or_else(|| Error::invalid("LoginMea::loss", "no training pairs"))
     }
+}
+
+/// The parameter `name` among `vars` (an error naming it if missing).
+pub(crate) fn var<'a>(vars: &'a HashMap<String, Var>, name: &str) -> Result<&'a Var> {
+    vars.get(name).ok_or_else(|| Error::invalid("forward", format!("missing parameter `{name}`")))
+}
+
+/// The parameters of LoginMEA's structure encoder (`ent`, `rel`, `a_s1..L`, Xavier as the reference code),
+/// shared by the models built on it.
+pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n: usize, num_rel: usize, d: usize, layers: usize) -> Result<()> {
+    p.push("ent", Tensor::from_f32(device, init.xavier_uniform(n * d, d, n), &[n, d])?);
+    p.push("rel", Tensor::from_f32(device, init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?);
+    for l in 1..=layers {
+        p.push(format!("a_s{l}"), Tensor::from_f32(device, init.xavier_uniform(d, 1, d), &[d])?);
+    }
+    Ok(())
+}
+
+/// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn graph_layer(tape: &Tape, inputs: &Inputs, kind: GraphLayer, x: &Var, rel: &Var, a: &Var, name: &str, attention: &mut Option<Vec<(String, Tensor)>>) -> Result<Var> {
+    match kind {
+        GraphLayer::Reflection => {
+            let (y, alpha) = rad::reflection_attention_alpha(tape, &inputs.graph, x, rel, a, Act::Tanh, attention.is_some())?;
+            if let (Some(list), Some(alpha)) = (attention.as_mut(), alpha) {
+                list.push((name.to_string(), alpha));
+            }
+            Ok(y)
+        }
+        GraphLayer::Mean => {
+            let (m, mt) = &inputs.nbr_mean;
+            let y = sad::spmm(tape, m, mt, x)?;
+            ad::unary(tape, Unary::Tanh, &y)
+        }
+    }
+}
+
+/// LoginMEA's structure encoder: `x⁰ = tanh(mean over {i} ∪ nbr(i) of Ent)`, then `layers` graph layers;
+/// returns the blocks `structure.x0..xL` and their names.
+pub(crate) fn structure_forward(
+    tape: &Tape,
+    vars: &HashMap<String, Var>,
+    inputs: &Inputs,
+    layers: usize,
+    kind: GraphLayer,
+    attention: &mut Option<Vec<(String, Tensor)>>,
+) -> Result<(Vec<Var>, Vec<String>)> {
+    let (m, mt) = &inputs.nbr_mean;
+    let mut x = ad::unary(tape, Unary::Tanh, &sad::spmm(tape, m, mt, var(vars, "ent")?)?)?;
+    let (mut blocks, mut names) = (vec![x.clone()], vec!["structure.x0".to_string()]);
+    for l in 1..=layers {
+        let name = format!("structure.x{l}");
+        x = graph_layer(tape, inputs, kind, &x, var(vars, "rel")?, var(vars, &format!("a_s{l}"))?, &name, attention)?;
+        blocks.push(x.clone());
+        names.push(name);
+    }
+    Ok((blocks, names))
 }
 
 /// `n̂([B_1[idx] | B_2[idx] | …])`: the rows `idx` of the joint embedding, L2-normalised.

@@ -28,14 +28,12 @@ use crate::autodiff::{ad, Tape, Var};
 use crate::data::rng::Rng;
 use crate::error::{Error, Result};
 use crate::ops::contrastive::ad as cad;
-use crate::ops::reflection::ad as rad;
 use crate::ops::rows::ad as rowad;
-use crate::ops::sparse::ad as sad;
-use crate::ops::{Act, SegmentIndex, Unary};
+use crate::ops::{SegmentIndex, Unary};
 use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
-use super::loginmea::gather_joint;
+use super::loginmea::{gather_joint, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
 use super::{AlignModel, Output};
 
@@ -81,23 +79,10 @@ impl Ricea {
 
     fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, explain: bool) -> Result<Output> {
         let c = &self.config;
-        let v = |name: &str| vars.get(name).ok_or_else(|| Error::invalid("RICEA-style forward", format!("missing parameter `{name}`")));
-        let mut blocks = Vec::new();
-        let mut names = Vec::new();
-        let mut attention = Vec::new();
-        let (m, mt) = &inputs.nbr_mean;
-        let mut x = ad::unary(tape, Unary::Tanh, &sad::spmm(tape, m, mt, v("ent")?)?)?;
-        blocks.push(x.clone());
-        names.push("structure.x0".to_string());
-        for l in 1..=c.layers {
-            let (y, alpha) = rad::reflection_attention_alpha(tape, &inputs.graph, &x, v("rel")?, v(&format!("a_s{l}"))?, Act::Tanh, explain)?;
-            x = y;
-            if let Some(a) = alpha {
-                attention.push((format!("structure.x{l}"), a));
-            }
-            blocks.push(x.clone());
-            names.push(format!("structure.x{l}"));
-        }
+        let v = |name: &str| var(vars, name);
+        let mut att = explain.then(Vec::new);
+        let (mut blocks, mut names) = structure_forward(tape, vars, inputs, c.layers, GraphLayer::Reflection, &mut att)?;
+        let attention = att.unwrap_or_default();
         let mm = self.modalities.len();
         if mm == 0 {
             return Ok(Output { blocks, block_names: names, omega: None, sigma: None, attention, extra: Vec::new() });
@@ -189,11 +174,7 @@ impl AlignModel for Ricea {
             p.push(name, Tensor::from_f32(device, data, shape)?);
             Ok(())
         };
-        put(&mut p, "ent".into(), init.xavier_uniform(n * d, d, n), &[n, d])?;
-        put(&mut p, "rel".into(), init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?;
-        for l in 1..=c.layers {
-            put(&mut p, format!("a_s{l}"), init.xavier_uniform(d, 1, d), &[d])?;
-        }
+        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             put(&mut p, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
             put(&mut p, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;
