@@ -85,7 +85,8 @@ pub struct Mimea {
 impl Mimea {
     pub fn new(config: MimeaConfig, inputs: &Inputs) -> Result<Mimea> {
         let c = &config;
-        if c.dim == 0 || !(c.tau > 0.0) || !(c.ot_eps > 0.0) || c.ot_weight.is_nan() || c.ot_weight < 0.0 || c.ot_sample == 0 {
+        let positive = |x: f32| x.is_finite() && x > 0.0;
+        if c.dim == 0 || !positive(c.tau) || !positive(c.ot_eps) || c.ot_weight.is_nan() || c.ot_weight < 0.0 || c.ot_sample == 0 {
             return Err(Error::invalid("MIMEA-style", "dim, ot_sample must be at least 1; tau and ot_eps positive; ot_weight non-negative"));
         }
         let modalities = inputs.modality_list();

@@ -69,7 +69,7 @@ pub struct Ricea {
 
 impl Ricea {
     pub fn new(config: RiceaConfig, inputs: &Inputs) -> Result<Ricea> {
-        if config.dim == 0 || config.key_dim == 0 || !(config.tau > 0.0) {
+        if config.dim == 0 || config.key_dim == 0 || !(config.tau.is_finite() && config.tau > 0.0) {
             return Err(Error::invalid("RICEA-style", "dim and key_dim must be at least 1 and tau positive"));
         }
         let modalities = inputs.modality_list();
