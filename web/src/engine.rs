@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use mmea_core::data::{self, Dataset};
-use mmea_core::evaluate::EvalReport;
+use mmea_core::evaluate::{evaluate_normalized_blocks, EvalReport};
 use mmea_core::model::align::{normalized_blocks, top_candidates, Candidates};
 use mmea_core::model::checkpoint::{self, Opened};
 use mmea_core::model::{tape_vars, CheckpointData};
@@ -197,10 +197,18 @@ impl Engine {
         })
     }
 
-    /// The test-set evaluation of mmea-spec §2 (what `mmea eval` prints), computed here on the device.
+    /// The test-set evaluation of mmea-spec §2 (what `mmea eval` prints), computed here on the device from
+    /// the load's forward pass: the test pairs' rows of the unit-row blocks are exactly those
+    /// `checkpoint::evaluate_model` would compute (row normalisation is per row), without a second forward.
     pub async fn metrics(&self) -> Result<EvalReport> {
         let o = &self.opened;
-        checkpoint::evaluate_model(o.model.as_ref(), &o.params, &o.inputs, &o.split.test, &o.spec.train.options(true)).await
+        if o.split.test.is_empty() {
+            return Err(err("metrics", "the checkpoint's split has no test pairs"));
+        }
+        let n1 = self.n1() as u32;
+        let left: Vec<u32> = o.split.test.iter().map(|p| p.0).collect();
+        let right: Vec<u32> = o.split.test.iter().map(|p| p.1 - n1).collect();
+        evaluate_normalized_blocks(&gather_blocks(&self.p, &left)?, &gather_blocks(&self.q, &right)?, &o.spec.train.options(true)).await
     }
 
     /// The best `TOP` targets of source row `i` in a host score matrix.
