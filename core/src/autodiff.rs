@@ -235,6 +235,12 @@ pub mod ad {
         }))
     }
 
+    /// `t_0 + t_1 + …`, added left to right (an error for no terms).
+    pub fn add_all(tape: &Tape, terms: &[Var]) -> Result<Var> {
+        let (first, rest) = terms.split_first().ok_or_else(|| crate::error::Error::invalid("add_all", "nothing to add"))?;
+        rest.iter().try_fold(first.clone(), |acc, t| add(tape, &acc, t))
+    }
+
     /// Sum of all elements, a `[1]` scalar.
     pub fn sum(tape: &Tape, x: &Var) -> Result<Var> {
         let y = ops::sum_all(&x.value)?;

@@ -22,7 +22,8 @@ use crate::autodiff::Tape;
 use crate::data::rng::Rng;
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::evaluate::{EvalOptions, EvalReport, SinkhornDecoding};
+use crate::evaluate::{EvalOptions, EvalReport};
+use crate::model::checkpoint::EvalSettings;
 use crate::gpu::BROWSER_BINDING_LIMIT;
 use crate::model::align::normalized_blocks_blocking;
 use crate::model::{embed_blocks, tape_vars, AlignModel, Inputs, Params};
@@ -123,11 +124,7 @@ impl TrainConfig {
 
     /// The evaluation options of this config.
     pub fn eval_options(&self, sinkhorn: bool) -> EvalOptions {
-        EvalOptions {
-            csls_k: (self.csls_k > 0).then_some(self.csls_k),
-            sinkhorn: sinkhorn.then_some(SinkhornDecoding { eps: self.sinkhorn_eps, iters: self.sinkhorn_iters }),
-            block_rows: None,
-        }
+        EvalSettings { csls_k: self.csls_k, sinkhorn_eps: self.sinkhorn_eps, sinkhorn_iters: self.sinkhorn_iters }.options(sinkhorn)
     }
 }
 

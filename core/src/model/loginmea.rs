@@ -167,34 +167,30 @@ impl LoginMea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        let put = |p: &mut Params, name: String, data: Vec<f32>, shape: &[usize]| -> Result<()> {
-            p.push(name, Tensor::from_f32(device, data, shape)?);
-            Ok(())
-        };
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
-            put(&mut p, format!("enc.{}.w", mname(*m)), init.linear_default(dm * d, dm), &[dm, d])?;
-            put(&mut p, format!("enc.{}.b", mname(*m)), init.linear_default(d, dm), &[d])?;
+            p.put(device, format!("enc.{}.w", mname(*m)), init.linear_default(dm * d, dm), &[dm, d])?;
+            p.put(device, format!("enc.{}.b", mname(*m)), init.linear_default(d, dm), &[d])?;
         }
         let mm = self.modalities.len();
         if mm > 0 {
-            put(&mut p, "theta".into(), vec![1.0; mm], &[1, mm])?;
+            p.put(device, "theta", vec![1.0; mm], &[1, mm])?;
         }
         if self.joint_graph() {
             if c.adaptive_weights {
-                put(&mut p, "u".into(), init.linear_default(d, d), &[d, 1])?;
+                p.put(device, "u", init.linear_default(d, d), &[d, 1])?;
             }
             if c.fusion == Fusion::LowRank {
                 let r = c.rank;
                 for m in &self.modalities {
                     // PyTorch's xavier_normal_ on the [R, d+1, d] factor: fan_in = (d+1)·d, fan_out = R·d.
-                    put(&mut p, format!("lmf.{}.w", mname(*m)), init.xavier_normal((d + 1) * r * d, (d + 1) * d, r * d), &[d + 1, r * d])?;
+                    p.put(device, format!("lmf.{}.w", mname(*m)), init.xavier_normal((d + 1) * r * d, (d + 1) * d, r * d), &[d + 1, r * d])?;
                 }
-                put(&mut p, "lmf.lambda".into(), init.xavier_normal(r, r, 1), &[r])?;
-                put(&mut p, "lmf.beta".into(), vec![0.0; d], &[d])?;
+                p.put(device, "lmf.lambda", init.xavier_normal(r, r, 1), &[r])?;
+                p.put(device, "lmf.beta", vec![0.0; d], &[d])?;
             }
             for l in 1..=c.layers {
-                put(&mut p, format!("a_j{l}"), init.xavier_uniform(d, 1, d), &[d])?;
+                p.put(device, format!("a_j{l}"), init.xavier_uniform(d, 1, d), &[d])?;
             }
         }
         Ok(p)
@@ -272,13 +268,7 @@ impl LoginMea {
                 let ws: Vec<&Var> = self.modalities.iter().map(|m| v(&format!("lmf.{}.w", mname(*m)))).collect::<Result<_>>()?;
                 fad::low_rank_fusion(tape, &zr, &ws, v("lmf.lambda")?, v("lmf.beta")?, c.rank)?
             }
-            Fusion::WeightedSum => {
-                let mut acc = weighted[0].clone();
-                for w in &weighted[1..] {
-                    acc = ad::add(tape, &acc, w)?;
-                }
-                acc
-            }
+            Fusion::WeightedSum => ad::add_all(tape, &weighted)?,
             Fusion::Concat => unreachable!("no joint graph encoder for concatenation fusion"),
         };
         let mut xj = ad::unary(tape, Unary::Tanh, &o)?;
@@ -307,25 +297,12 @@ impl LoginMea {
         } else {
             Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, negatives, n)?)?)
         };
-        let mut total: Option<Var> = None;
-        for chunk in pairs.chunks(batch.max(1)) {
-            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let p = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
-            let q = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
-            let l = match self.config.loss {
-                Loss::InfoNce => match &neg {
-                    Some(nv) => cad::info_nce_neg(tape, &p, &q, nv, self.config.tau)?,
-                    None => cad::info_nce(tape, &p, &q, self.config.tau)?,
-                },
-                Loss::Icl => cad::icl(tape, &p, &q, self.config.tau, 0.5)?,
-            };
-            total = Some(match total {
-                None => l,
-                Some(t) => ad::add(tape, &t, &l)?,
-            });
-        }
-        total.ok_or_else(|| Error::invalid("LoginMea::loss", "no training pairs"))
+        let tau = self.config.tau;
+        chunked_joint_loss(tape, blocks, pairs, batch, n, |p, q| match (self.config.loss, &neg) {
+            (Loss::InfoNce, Some(nv)) => cad::info_nce_neg(tape, p, q, nv, tau),
+            (Loss::InfoNce, None) => cad::info_nce(tape, p, q, tau),
+            (Loss::Icl, _) => cad::icl(tape, p, q, tau, 0.5),
+        })
     }
 }
 
@@ -337,12 +314,34 @@ pub(crate) fn var<'a>(vars: &'a HashMap<String, Var>, name: &str) -> Result<&'a 
 /// The parameters of LoginMEA's structure encoder (`ent`, `rel`, `a_s1..L`, Xavier as the reference code),
 /// shared by the models built on it.
 pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n: usize, num_rel: usize, d: usize, layers: usize) -> Result<()> {
-    p.push("ent", Tensor::from_f32(device, init.xavier_uniform(n * d, d, n), &[n, d])?);
-    p.push("rel", Tensor::from_f32(device, init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?);
+    p.put(device, "ent", init.xavier_uniform(n * d, d, n), &[n, d])?;
+    p.put(device, "rel", init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?;
     for l in 1..=layers {
-        p.push(format!("a_s{l}"), Tensor::from_f32(device, init.xavier_uniform(d, 1, d), &[d])?);
+        p.put(device, format!("a_s{l}"), init.xavier_uniform(d, 1, d), &[d])?;
     }
     Ok(())
+}
+
+/// The sum over chunks of `batch` pairs of `f(P, Q)`, P and Q the chunk's normalised joint rows (KG1 and
+/// KG2 sides): the reference code accumulates every chunk's gradient before one optimiser step.
+pub(crate) fn chunked_joint_loss(
+    tape: &Tape,
+    blocks: &[Var],
+    pairs: &[(u32, u32)],
+    batch: usize,
+    n: usize,
+    mut f: impl FnMut(&Var, &Var) -> Result<Var>,
+) -> Result<Var> {
+    let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
+    let mut terms = Vec::new();
+    for chunk in pairs.chunks(batch.max(1)) {
+        let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+        let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+        let p = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
+        let q = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
+        terms.push(f(&p, &q)?);
+    }
+    ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
 }
 
 /// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.

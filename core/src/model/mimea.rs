@@ -127,18 +127,15 @@ impl Mimea {
         } else {
             None
         };
-        let mut joint: Option<Var> = None;
-        for (mi, h) in nh.iter().enumerate() {
-            let term = match &mu {
-                Some(mu) => rowad::scale_rows(tape, h, &ad::reshape(tape, &rowad::slice_cols(tape, mu, mi, 1)?, &[n])?)?,
-                None => h.clone(),
-            };
-            joint = Some(match joint {
-                None => term,
-                Some(j) => ad::add(tape, &j, &term)?,
-            });
-        }
-        let Some(joint) = joint else { return Err(Error::invalid("MIMEA-style forward", "no modality")) };
+        let terms: Vec<Var> = nh
+            .iter()
+            .enumerate()
+            .map(|(mi, h)| match &mu {
+                Some(mu) => rowad::scale_rows(tape, h, &ad::reshape(tape, &rowad::slice_cols(tape, mu, mi, 1)?, &[n])?),
+                None => Ok(h.clone()),
+            })
+            .collect::<Result<_>>()?;
+        let joint = ad::add_all(tape, &terms)?;
         for (md, h) in self.modalities.iter().zip(&nh) {
             extra.push((format!("modal.{}", md.name()), h.clone()));
         }
@@ -163,23 +160,19 @@ impl AlignModel for Mimea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        let put = |p: &mut Params, name: String, data: Vec<f32>, shape: &[usize]| -> Result<()> {
-            p.push(name, Tensor::from_f32(device, data, shape)?);
-            Ok(())
-        };
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             let k = m.name();
-            put(&mut p, format!("mlp.{k}.w1"), init.linear_default(dm * d, dm), &[dm, d])?;
-            put(&mut p, format!("mlp.{k}.b1"), init.linear_default(d, dm), &[d])?;
-            put(&mut p, format!("mlp.{k}.w2"), init.linear_default(d * d, d), &[d, d])?;
-            put(&mut p, format!("mlp.{k}.b2"), init.linear_default(d, d), &[d])?;
+            p.put(device, format!("mlp.{k}.w1"), init.linear_default(dm * d, dm), &[dm, d])?;
+            p.put(device, format!("mlp.{k}.b1"), init.linear_default(d, dm), &[d])?;
+            p.put(device, format!("mlp.{k}.w2"), init.linear_default(d * d, d), &[d, d])?;
+            p.put(device, format!("mlp.{k}.b2"), init.linear_default(d, d), &[d])?;
         }
         let mm = self.modalities.len();
         if mm > 0 && c.gates {
-            put(&mut p, "gate.w".into(), init.linear_default(mm * d * 2 * mm, mm * d), &[mm * d, 2 * mm])?;
+            p.put(device, "gate.w", init.linear_default(mm * d * 2 * mm, mm * d), &[mm * d, 2 * mm])?;
             // a = b at the start: every gate's mean is 1/2.
-            put(&mut p, "gate.b".into(), vec![0.0; 2 * mm], &[2 * mm])?;
+            p.put(device, "gate.b", vec![0.0; 2 * mm], &[2 * mm])?;
         }
         Ok(p)
     }
@@ -211,14 +204,8 @@ impl AlignModel for Mimea {
             Some(j) if c.ot_weight > 0.0 => Some(rowad::l2_normalize(tape, j)?),
             _ => None,
         };
-        let mut total: Option<Var> = None;
-        let acc = |t: Var, total: &mut Option<Var>| -> Result<()> {
-            *total = Some(match total.take() {
-                None => t,
-                Some(x) => ad::add(tape, &x, &t)?,
-            });
-            Ok(())
-        };
+        // Every term, in order; summed at the end.
+        let mut terms: Vec<Var> = Vec::new();
         for chunk in pairs.chunks(batch.max(1)) {
             let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
             let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
@@ -226,7 +213,7 @@ impl AlignModel for Mimea {
             let ri = SegmentIndex::from_indices(&dev, &right, n)?;
             let p = gather_joint(tape, &out.blocks, &li)?;
             let q = gather_joint(tape, &out.blocks, &ri)?;
-            acc(cad::info_nce(tape, &p, &q, c.tau)?, &mut total)?;
+            terms.push(cad::info_nce(tape, &p, &q, c.tau)?);
             if c.modal_loss {
                 for (mi, (_, h)) in modal.iter().enumerate() {
                     // ĥ rows are unit length already; gathering keeps them so.
@@ -245,7 +232,7 @@ impl AlignModel for Mimea {
                         }
                         None => lm,
                     };
-                    acc(term, &mut total)?;
+                    terms.push(term);
                 }
             }
             if let Some(nj) = &nj {
@@ -263,10 +250,10 @@ impl AlignModel for Mimea {
                     let pb = ad::matmul(tape, &tape.constant(&plan), &b, false, false)?;
                     let inner = ad::sum(tape, &ad::mul(tape, &a, &pb)?)?;
                     let ot = ad::sub(tape, &tape.constant(&mass), &inner)?;
-                    acc(ad::scale(tape, &ot, c.ot_weight)?, &mut total)?;
+                    terms.push(ad::scale(tape, &ot, c.ot_weight)?);
                 }
             }
         }
-        total.ok_or_else(|| Error::invalid(OP, "no training pairs"))
+        ad::add_all(tape, &terms)
     }
 }

@@ -34,6 +34,11 @@ impl Params {
         self.names.push(name.into());
         self.tensors.push(t);
     }
+    /// Uploads `data` with `shape` to `device` and appends it as `name` (the models' initialisers).
+    pub fn put(&mut self, device: &Device, name: impl Into<String>, data: Vec<f32>, shape: &[usize]) -> Result<()> {
+        self.push(name, Tensor::from_f32(device, data, shape)?);
+        Ok(())
+    }
     pub fn len(&self) -> usize {
         self.names.len()
     }

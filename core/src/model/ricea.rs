@@ -29,11 +29,11 @@ use crate::data::rng::Rng;
 use crate::error::{Error, Result};
 use crate::ops::contrastive::ad as cad;
 use crate::ops::rows::ad as rowad;
-use crate::ops::{SegmentIndex, Unary};
-use crate::tensor::{Device, Tensor};
+use crate::ops::Unary;
+use crate::tensor::Device;
 
 use super::inputs::{Inputs, Modality};
-use super::loginmea::{gather_joint, init_structure, structure_forward, var, GraphLayer};
+use super::loginmea::{chunked_joint_loss, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
 use super::{AlignModel, Output};
 
@@ -112,15 +112,8 @@ impl Ricea {
             for qm in &q {
                 let logits: Vec<Var> = k.iter().map(|kj| ad::reshape(tape, &ad::scale(tape, &rowad::row_dot(tape, qm, kj)?, scale)?, &[n, 1])).collect::<Result<_>>()?;
                 let a = rowad::softmax_rows(tape, &cat(&logits)?)?;
-                let mut acc: Option<Var> = None;
-                for (j, hj) in nh.iter().enumerate() {
-                    let t = rowad::scale_rows(tape, hj, &col(&a, j)?)?;
-                    acc = Some(match acc {
-                        None => t,
-                        Some(s) => ad::add(tape, &s, &t)?,
-                    });
-                }
-                out.push(acc.ok_or_else(|| Error::invalid("RICEA-style forward", "no modality"))?);
+                let terms: Vec<Var> = nh.iter().enumerate().map(|(j, hj)| rowad::scale_rows(tape, hj, &col(&a, j)?)).collect::<Result<_>>()?;
+                out.push(ad::add_all(tape, &terms)?);
             }
             out
         } else {
@@ -140,16 +133,8 @@ impl Ricea {
             raw.clone()
         };
         extra.push(("weights.raw".to_string(), raw));
-        let mut joint: Option<Var> = None;
-        for (mi, h) in nh.iter().enumerate() {
-            let t = rowad::scale_rows(tape, h, &col(&w, mi)?)?;
-            joint = Some(match joint {
-                None => t,
-                Some(j) => ad::add(tape, &j, &t)?,
-            });
-        }
-        let Some(joint) = joint else { return Err(Error::invalid("RICEA-style forward", "no modality")) };
-        blocks.push(joint);
+        let terms: Vec<Var> = nh.iter().enumerate().map(|(mi, h)| rowad::scale_rows(tape, h, &col(&w, mi)?)).collect::<Result<_>>()?;
+        blocks.push(ad::add_all(tape, &terms)?);
         names.push("joint.fused".to_string());
         Ok(Output { blocks, block_names: names, omega: Some(w), sigma: None, attention, extra })
     }
@@ -170,24 +155,20 @@ impl AlignModel for Ricea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        let put = |p: &mut Params, name: String, data: Vec<f32>, shape: &[usize]| -> Result<()> {
-            p.push(name, Tensor::from_f32(device, data, shape)?);
-            Ok(())
-        };
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
-            put(&mut p, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
-            put(&mut p, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;
+            p.put(device, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
+            p.put(device, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;
         }
         if !self.modalities.is_empty() {
             if c.interaction {
-                put(&mut p, "ric.wq".into(), init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
-                put(&mut p, "ric.wk".into(), init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
+                p.put(device, "ric.wq", init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
+                p.put(device, "ric.wk", init.xavier_uniform(d * c.key_dim, d, c.key_dim), &[d, c.key_dim])?;
             }
-            put(&mut p, "ric.v".into(), init.linear_default(d, d), &[d, 1])?;
+            p.put(device, "ric.v", init.linear_default(d, d), &[d, 1])?;
             if c.calibration {
-                put(&mut p, "adc.w".into(), init.linear_default(d, d), &[d, 1])?;
-                put(&mut p, "adc.b".into(), vec![0.0], &[1])?;
+                p.put(device, "adc.w", init.linear_default(d, d), &[d, 1])?;
+                p.put(device, "adc.b", vec![0.0], &[1])?;
             }
         }
         Ok(p)
@@ -209,19 +190,7 @@ impl AlignModel for Ricea {
         if !negatives.is_empty() {
             return Err(Error::invalid(OP, "extra negatives are not implemented for this model"));
         }
-        let dev = out.blocks[0].value.device();
-        let mut total: Option<Var> = None;
-        for chunk in pairs.chunks(batch.max(1)) {
-            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let p = gather_joint(tape, &out.blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
-            let q = gather_joint(tape, &out.blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
-            let l = cad::info_nce(tape, &p, &q, self.config.tau)?;
-            total = Some(match total {
-                None => l,
-                Some(t) => ad::add(tape, &t, &l)?,
-            });
-        }
-        total.ok_or_else(|| Error::invalid(OP, "no training pairs"))
+        let tau = self.config.tau;
+        chunked_joint_loss(tape, &out.blocks, pairs, batch, n, |p, q| cad::info_nce(tape, p, q, tau))
     }
 }

@@ -73,15 +73,7 @@ pub fn similarity_tiles(p: &Tensor, q: &Tensor, block_rows: usize) -> Result<Til
     if block_rows == 0 {
         return Err(Error::invalid(OP, "block_rows must be at least 1"));
     }
-    let mut blocks = Vec::new();
-    let mut r0 = 0;
-    while r0 < n {
-        let r1 = n.min(r0 + block_rows);
-        let pb = slice_rows(p, r0, r1 - r0)?;
-        blocks.push(matmul_ex(&pb, q, None, false, true, 1.0)?);
-        r0 = r1;
-    }
-    Ok(TiledMatrix { blocks, rows: n, cols: m })
+    tiles(std::slice::from_ref(p), std::slice::from_ref(q), n, m, block_rows)
 }
 
 /// [`similarity_tiles`] of column-blocked embeddings: `S = Σ_b P_b Q_bᵀ`, where `P = [P_1 | P_2 | …]` and
@@ -107,6 +99,12 @@ pub fn similarity_tiles_blocks(p: &[Tensor], q: &[Tensor], block_rows: usize) ->
     if block_rows == 0 {
         return Err(Error::invalid(OP, "block_rows must be at least 1"));
     }
+    tiles(p, q, n, m, block_rows)
+}
+
+/// The row tiles of `Σ_b P_b Q_bᵀ` (`n × m`, checked by the callers), `block_rows` rows each, the blocks
+/// summed in order.
+fn tiles(p: &[Tensor], q: &[Tensor], n: usize, m: usize, block_rows: usize) -> Result<TiledMatrix> {
     let mut blocks = Vec::new();
     let mut r0 = 0;
     while r0 < n {
