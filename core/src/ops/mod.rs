@@ -5,6 +5,7 @@
 pub mod contrastive;
 pub mod elementwise;
 pub mod fusion;
+pub mod gat;
 pub mod eval;
 pub mod matmul;
 pub mod reduce;
@@ -26,6 +27,7 @@ pub use rows::{
     softmax_rows_backward,
 };
 pub use contrastive::{icl, info_nce, info_nce_neg};
+pub use gat::{gat_attention, gat_attention_backward, GatGraph, GatLogit, GatSaved};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
 pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, Metrics, Ranks, TopK};
 pub use sinkhorn::{sinkhorn, sinkhorn_backward, sinkhorn_topk, SinkhornOut, TiledMatrix, TopkIndex};

@@ -10,6 +10,7 @@ mod evaluate;
 mod contrastive;
 mod elementwise;
 mod fusion;
+mod gat;
 mod matmul;
 mod reflection;
 mod sparse;
