@@ -4,11 +4,12 @@
 //          (entry `unary_backward`): 0 params, 1 x (read), 2 y = f(x) (read), 3 g = dL/dy (read), 4 gx (write)
 //          (entry `binary`):         0 params, 1 a (read), 2 b (read), 3 out (write)
 // Specialisation: OP picks the function (constant-folded by the compiler, one pipeline per OP).
-//   unary OP: 0 tanh, 1 relu, 2 leaky relu (slope = alpha), 3 sigmoid, 4 softplus, 5 affine alpha*x + beta
+//   unary OP: 0 tanh, 1 relu, 2 leaky relu (slope = alpha), 3 sigmoid, 4 softplus, 5 affine alpha*x + beta,
+//             6 exp (argument clamped to <= 80), 7 elu (x > 0 ? x : e^x - 1), 8 log (argument clamped to >= 1e-30)
 //   binary OP: 0 axpby alpha*a + beta*b, 1 a*b, 2 a[0]*b (scale by a 1-element tensor, e.g. a loss seed)
 // Threads: one invocation per element; 256 per workgroup; workgroups spread over x and y (linear index
 //   wid.x + wid.y * nwg.x) so n may exceed 65,535 * 256.
-// Cost per element: unary 1 transcendental (tanh/sigmoid/softplus) or 1-2 FLOPs, 8 bytes moved;
+// Cost per element: unary 1 transcendental (tanh/sigmoid/softplus/exp/elu/log) or 1-2 FLOPs, 8 bytes moved;
 //   backward 2-4 FLOPs, 16 bytes; binary 2-3 FLOPs, 12 bytes. Memory-bound everywhere.
 
 struct Params {
@@ -51,6 +52,9 @@ fn forward(x: f32) -> f32 {
         case 2u: { return select(p.alpha * x, x, x > 0.0); }
         case 3u: { return sigmoid(x); }
         case 4u: { return softplus(x); }
+        case 6u: { return exp(min(x, 80.0)); }
+        case 7u: { return select(exp(min(x, 0.0)) - 1.0, x, x > 0.0); }
+        case 8u: { return log(max(x, 1e-30)); }
         default: { return p.alpha * x + p.beta; }
     }
 }
@@ -63,6 +67,9 @@ fn derivative(x: f32, y: f32) -> f32 {
         case 2u: { return select(p.alpha, 1.0, x > 0.0); }
         case 3u: { return y * (1.0 - y); }
         case 4u: { return sigmoid(x); }
+        case 6u: { return y; }
+        case 7u: { return select(y + 1.0, 1.0, x > 0.0); }
+        case 8u: { return select(0.0, 1.0 / x, x > 1e-30); }
         default: { return p.alpha; }
     }
 }

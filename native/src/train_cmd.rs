@@ -56,6 +56,8 @@ pub enum GraphArg {
     Reflection,
     /// Ablation: neighbour mean + tanh (no relations, no attention).
     Mean,
+    /// Ablation "plain GAT": feature attention over the neighbours, no relations (tanh after).
+    Gat,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -262,6 +264,7 @@ impl TrainArgs {
             graph_layer: match self.graph {
                 GraphArg::Reflection => GraphLayer::Reflection,
                 GraphArg::Mean => GraphLayer::Mean,
+                GraphArg::Gat => GraphLayer::Gat,
             },
             loss: match self.loss {
                 LossArg::Infonce => Loss::InfoNce,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Features, ModalityFeatures};
 use crate::error::Result;
-use crate::ops::{Csr, RelGraph};
+use crate::ops::{Csr, GatGraph, RelGraph};
 use crate::tensor::{Device, Tensor};
 
 /// The input modalities a model can use besides the graph structure.
@@ -51,6 +51,9 @@ pub struct Inputs {
     pub graph: RelGraph,
     /// `Y_i = mean_{j ∈ {i} ∪ nbr(i)} X_j` and its transpose.
     pub nbr_mean: (Csr, Csr),
+    /// The same pattern (`i → j` for `j ∈ {i} ∪ nbr(i)`, spec §1.6 (A)) as a graph for the feature-attention
+    /// GAT layer (MCLEA-style, EVA-style, LoginMEA's plain-GAT ablation).
+    pub gat_graph: GatGraph,
     /// Which modalities the dataset lacked (for the run log; e.g. "image: absent from the dataset").
     pub notes: Vec<String>,
 }
@@ -110,7 +113,8 @@ impl Inputs {
             pairs.extend(nb.row(i).iter().map(|&j| (i as u32, j)));
         }
         let nbr_mean = Csr::neighbour_mean(device, n, &pairs)?;
-        Ok(Inputs { n, n1: ds.num_entities[0], modalities, graph, nbr_mean, notes })
+        let gat_graph = GatGraph::neighbourhood(device, n, &pairs)?;
+        Ok(Inputs { n, n1: ds.num_entities[0], modalities, graph, nbr_mean, gat_graph, notes })
     }
 
     pub fn device(&self) -> Device {

@@ -29,10 +29,11 @@ use crate::data::rng::Rng;
 use crate::error::{Error, Result};
 use crate::ops::contrastive::ad as cad;
 use crate::ops::fusion::ad as fad;
+use crate::ops::gat::ad as gad;
 use crate::ops::reflection::ad as rad;
 use crate::ops::rows::ad as rowad;
 use crate::ops::sparse::ad as sad;
-use crate::ops::{Act, SegmentIndex, Unary};
+use crate::ops::{Act, GatLogit, SegmentIndex, Unary};
 use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
@@ -60,6 +61,9 @@ pub enum GraphLayer {
     Reflection,
     /// Ablation: mean over `{i} ∪ nbr(i)` then tanh (no relations, no attention; GCN-like).
     Mean,
+    /// Ablation "plain GAT": feature attention over `{i} ∪ nbr(i)` (GAT paper logits
+    /// `LeakyReLU₀.₂(a₁ᵀx_i + a₂ᵀx_j)`, no relations), then tanh. The layer's `a_s{l}` is `[d, 2]`.
+    Gat,
 }
 
 /// The training objective.
@@ -167,7 +171,7 @@ impl LoginMea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
+        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, c.graph_layer)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             p.put(device, format!("enc.{}.w", mname(*m)), init.linear_default(dm * d, dm), &[dm, d])?;
             p.put(device, format!("enc.{}.b", mname(*m)), init.linear_default(d, dm), &[d])?;
@@ -190,7 +194,7 @@ impl LoginMea {
                 p.put(device, "lmf.beta", vec![0.0; d], &[d])?;
             }
             for l in 1..=c.layers {
-                p.put(device, format!("a_j{l}"), init.xavier_uniform(d, 1, d), &[d])?;
+                init_attention(&mut init, device, &mut p, format!("a_j{l}"), d, c.graph_layer)?;
             }
         }
         Ok(p)
@@ -311,13 +315,23 @@ pub(crate) fn var<'a>(vars: &'a HashMap<String, Var>, name: &str) -> Result<&'a 
     vars.get(name).ok_or_else(|| Error::invalid("forward", format!("missing parameter `{name}`")))
 }
 
+/// A graph layer's attention vector: `[d]` (reflection; unused by the mean layer), or `[d, 2]` =
+/// `[a₁ | a₂]` for the GAT layer, as pyGAT's `a ∈ R^{2d}` (Xavier over 2d × 1).
+fn init_attention(init: &mut Init, device: &Device, p: &mut Params, name: String, d: usize, kind: GraphLayer) -> Result<()> {
+    match kind {
+        GraphLayer::Gat => p.put(device, name, init.xavier_uniform(2 * d, 2 * d, 1), &[d, 2]),
+        _ => p.put(device, name, init.xavier_uniform(d, 1, d), &[d]),
+    }
+}
+
 /// The parameters of LoginMEA's structure encoder (`ent`, `rel`, `a_s1..L`, Xavier as the reference code),
 /// shared by the models built on it.
-pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n: usize, num_rel: usize, d: usize, layers: usize) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n: usize, num_rel: usize, d: usize, layers: usize, kind: GraphLayer) -> Result<()> {
     p.put(device, "ent", init.xavier_uniform(n * d, d, n), &[n, d])?;
     p.put(device, "rel", init.xavier_uniform(num_rel * d, d, num_rel), &[num_rel, d])?;
     for l in 1..=layers {
-        p.put(device, format!("a_s{l}"), init.xavier_uniform(d, 1, d), &[d])?;
+        init_attention(init, device, p, format!("a_s{l}"), d, kind)?;
     }
     Ok(())
 }
@@ -360,7 +374,20 @@ pub(crate) fn graph_layer(tape: &Tape, inputs: &Inputs, kind: GraphLayer, x: &Va
             let y = sad::spmm(tape, m, mt, x)?;
             ad::unary(tape, Unary::Tanh, &y)
         }
+        GraphLayer::Gat => {
+            let y = gat_layer(tape, inputs, x, a, GatLogit::GAT)?;
+            ad::unary(tape, Unary::Tanh, &y)
+        }
     }
+}
+
+/// One feature-attention layer over the neighbourhood pattern, `a` `[d, 2]` = `[a₁ | a₂]`: the per-node
+/// scalars `p = x a₁`, `q = x a₂` by one matmul, then the fused GAT kernel (no activation).
+pub(crate) fn gat_layer(tape: &Tape, inputs: &Inputs, x: &Var, a: &Var, logit: GatLogit) -> Result<Var> {
+    let pq = ad::matmul(tape, x, a, false, false)?;
+    let p = rowad::slice_cols(tape, &pq, 0, 1)?;
+    let q = rowad::slice_cols(tape, &pq, 1, 1)?;
+    Ok(gad::gat_attention(tape, &inputs.gat_graph, x, &p, &q, logit, false)?.0)
 }
 
 /// LoginMEA's structure encoder: `x⁰ = tanh(mean over {i} ∪ nbr(i) of Ent)`, then `layers` graph layers;

@@ -160,7 +160,7 @@ impl AlignModel for Mimea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
+        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, GraphLayer::Reflection)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             let k = m.name();
             p.put(device, format!("mlp.{k}.w1"), init.linear_default(dm * d, dm), &[dm, d])?;

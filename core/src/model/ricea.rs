@@ -155,7 +155,7 @@ impl AlignModel for Ricea {
         let mut rng = Rng::new(seed);
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
-        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers)?;
+        init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, GraphLayer::Reflection)?;
         for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
             p.put(device, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
             p.put(device, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;

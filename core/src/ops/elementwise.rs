@@ -22,6 +22,12 @@ pub enum Unary {
     Softplus,
     /// `scale * x + shift`.
     Affine { scale: f32, shift: f32 },
+    /// `e^x` (the argument clamped to ≤ 80, so the result stays finite).
+    Exp,
+    /// `x` for x > 0, `e^x − 1` otherwise.
+    Elu,
+    /// `ln x` (the argument clamped to ≥ 1e-30; derivative 0 below).
+    Log,
 }
 
 impl Unary {
@@ -33,6 +39,9 @@ impl Unary {
             Unary::Sigmoid => (3, 0.0, 0.0),
             Unary::Softplus => (4, 0.0, 0.0),
             Unary::Affine { scale, shift } => (5, scale, shift),
+            Unary::Exp => (6, 0.0, 0.0),
+            Unary::Elu => (7, 0.0, 0.0),
+            Unary::Log => (8, 0.0, 0.0),
         }
     }
 }
@@ -164,6 +173,9 @@ pub mod cpu {
             Unary::Sigmoid => sigmoid(x),
             Unary::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             Unary::Affine { scale, shift } => scale * x + shift,
+            Unary::Exp => x.min(80.0).exp(),
+            Unary::Elu => if x > 0.0 { x } else { x.min(0.0).exp() - 1.0 },
+            Unary::Log => x.max(1e-30).ln(),
         }
     }
 
@@ -175,6 +187,9 @@ pub mod cpu {
             Unary::Sigmoid => y * (1.0 - y),
             Unary::Softplus => sigmoid(x),
             Unary::Affine { scale, .. } => scale,
+            Unary::Exp => y,
+            Unary::Elu => if x > 0.0 { 1.0 } else { y + 1.0 },
+            Unary::Log => if x > 1e-30 { 1.0 / x } else { 0.0 },
         }
     }
 

@@ -3,13 +3,16 @@ use mmea_core::Device;
 
 use crate::common::*;
 
-const ALL: [Unary; 6] = [
+const ALL: [Unary; 9] = [
     Unary::Tanh,
     Unary::Relu,
     Unary::LeakyRelu(0.2),
     Unary::Sigmoid,
     Unary::Softplus,
     Unary::Affine { scale: -1.5, shift: 0.25 },
+    Unary::Exp,
+    Unary::Elu,
+    Unary::Log,
 ];
 
 // 3 workgroups of 256 plus a ragged tail; values include large magnitudes (tanh/softplus overflow paths).
