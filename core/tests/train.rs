@@ -514,3 +514,116 @@ fn assert_losses_agree(cpu: &[f64], gpu: &[f64], rel: f64) {
         assert!((x - y).abs() <= rel * x.abs().max(1.0), "epoch {e}: CPU loss {x} vs wgpu loss {y}");
     }
 }
+
+// ---- MCLEA-style and EVA-style -------------------------------------------------------------------------
+
+fn small_views() -> mmea_core::model::ViewsConfig {
+    mmea_core::model::ViewsConfig { dim: 32, modal_dim: 16, ..Default::default() }
+}
+
+fn mclea_small() -> mmea_core::model::ModelConfig {
+    mmea_core::model::ModelConfig::Mclea(mmea_core::model::McleaConfig { views: small_views(), minibatch: 128, ..Default::default() })
+}
+
+fn eva_small() -> mmea_core::model::ModelConfig {
+    mmea_core::model::ModelConfig::Eva(mmea_core::model::EvaConfig { views: small_views(), ..Default::default() })
+}
+
+#[test]
+fn mclea_and_eva_style_train_on_both_backends() {
+    for (mc, name) in [(mclea_small(), "mclea-style"), (eva_small(), "eva-style")] {
+        let mut cpu = two_modality_trainer(&Device::Cpu, mc.clone(), 10);
+        assert_eq!(cpu.model.name(), name);
+        let lc = epoch_losses(&mut cpu);
+        assert!(lc.last().unwrap() < &(lc[0] - 0.05 * lc[0].abs()), "{name}: the loss did not fall: {lc:?}");
+        // Three views (relation, name, structure) weighted by σ = softmax(θ), which moved from uniform.
+        let tape = mmea_core::autodiff::Tape::new();
+        let (_, vars) = mmea_core::model::tape_vars(&tape, &cpu.params, false);
+        let out = cpu.model.forward(&tape, &vars, &cpu.inputs).unwrap();
+        assert_eq!(out.block_names, ["joint.relation", "joint.name", "joint.structure"]);
+        let sigma = host(&out.sigma.as_ref().unwrap().value);
+        assert!((sigma.iter().sum::<f32>() - 1.0).abs() < 1e-5 && sigma.iter().any(|s| (s - 1.0 / 3.0).abs() > 1e-4), "{name}: σ = {sigma:?}");
+        let h1 = cpu.evaluate_on(&cpu.params.clone(), &cpu.split.test.clone(), false).unwrap().csls.unwrap().l2r.hits1;
+        assert!(h1 > 0.2, "{name}: test H@1 {h1} after 10 epochs");
+        let Some(g) = gpu() else { continue };
+        assert_losses_agree(&lc, &epoch_losses(&mut two_modality_trainer(&g, mc, 10)), 2e-3);
+    }
+}
+
+#[test]
+fn mclea_style_gradients_match_finite_differences() {
+    let mut tr = two_modality_trainer(&Device::Cpu, mclea_small(), 3);
+    for _ in 0..3 {
+        tr.run_epoch().unwrap();
+    }
+    let params = ["gat.w1.1", "gat.a1.2", "gat.a2.1", "enc.name.w", "enc.relation.b", "theta", "kendall.icl", "kendall.ial"];
+    let informative = check_gradients(&mut tr, &params);
+    assert!(informative + 1 >= params.len(), "only {informative} of {} parameters have gradients well above the tolerance", params.len());
+}
+
+#[test]
+fn eva_style_gradients_match_finite_differences() {
+    let mut tr = two_modality_trainer(&Device::Cpu, eva_small(), 3);
+    for _ in 0..3 {
+        tr.run_epoch().unwrap();
+    }
+    let params = ["gat.w2.2", "gat.a1.1", "enc.name.w", "enc.relation.b", "theta"];
+    let informative = check_gradients(&mut tr, &params);
+    assert!(informative + 1 >= params.len(), "only {informative} of {} parameters have gradients well above the tolerance", params.len());
+}
+
+#[test]
+fn nca_and_ial_equal_host_references() {
+    use mmea_core::model::mclea::{ial, nca};
+    let (b, d) = (7usize, 5usize);
+    let unit = |seed: u64| -> Vec<f32> {
+        let v = common::rand_vec(seed, b * d, -1.0, 1.0);
+        v.chunks(d).flat_map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(move |x| x / n).collect::<Vec<_>>()
+        }).collect()
+    };
+    let (a, c, ja, jc) = (unit(1), unit(2), unit(3), unit(4));
+    let dot = |x: &[f32], i: usize, y: &[f32], j: usize| -> f64 { (0..d).map(|k| x[i * d + k] as f64 * y[j * d + k] as f64).sum() };
+    let tape = mmea_core::autodiff::Tape::new();
+    let dev = Device::Cpu;
+    let t = |v: &[f32]| Tensor::from_f32(&dev, v.to_vec(), &[b, d]).unwrap();
+    let (av, cv) = (tape.param(&t(&a)), tape.param(&t(&c)));
+    // NCA, α = 5, β = 10.
+    let offdiag = tape.constant(&Tensor::from_f32(&dev, (0..b * b).map(|k| if k / b == k % b { 0.0 } else { 1.0 }).collect(), &[b, b]).unwrap());
+    let ones = tape.constant(&Tensor::from_f32(&dev, vec![1.0; b], &[b, 1]).unwrap());
+    let got = host(&nca(&tape, &av, &cv, &offdiag, &ones, 5.0, 10.0).unwrap().value)[0] as f64;
+    let mut want = 0.0f64;
+    for i in 0..b {
+        let row: f64 = (0..b).filter(|&j| j != i).map(|j| (5.0 * dot(&a, i, &c, j)).exp()).sum();
+        let col: f64 = (0..b).filter(|&j| j != i).map(|j| (5.0 * dot(&a, j, &c, i)).exp()).sum();
+        want += (1.0 + row).ln() / 5.0 + (1.0 + col).ln() / 5.0 - 10.0 * (1.0 + dot(&a, i, &c, i).max(0.0)).ln();
+    }
+    want /= b as f64;
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "NCA {got} vs host {want}");
+    // IAL, τ₂ = 4, α = 0.5: KL(softmax(J) ‖ softmax(U)) over [P Qᵀ | P Pᵀ] (diagonal of the second block out).
+    let mut m = vec![0.0f32; b * 2 * b];
+    for i in 0..b {
+        m[i * 2 * b + b + i] = -1e9;
+    }
+    let mask = Tensor::from_f32(&dev, m, &[b, 2 * b]).unwrap();
+    let got = host(&ial(&tape, &av, &cv, &t(&ja), &t(&jc), &mask, 4.0, 0.5).unwrap().value)[0] as f64;
+    let kl = |p: &[f32], q: &[f32], jp: &[f32], jq: &[f32]| -> f64 {
+        let mut total = 0.0;
+        for i in 0..b {
+            let logits = |x: &[f32], y: &[f32]| -> Vec<f64> {
+                (0..2 * b).filter(|&j| j != b + i).map(|j| if j < b { dot(x, i, y, j) / 4.0 } else { dot(x, i, x, j - b) / 4.0 }).collect()
+            };
+            let sm = |v: Vec<f64>| -> Vec<f64> {
+                let z: f64 = v.iter().map(|x| x.exp()).sum();
+                v.iter().map(|x| x.exp() / z).collect()
+            };
+            let (u, j) = (sm(logits(p, q)), sm(logits(jp, jq)));
+            total += j.iter().zip(&u).map(|(t, s)| t * (t.ln() - s.ln())).sum::<f64>();
+        }
+        total / (b * 2 * b) as f64
+    };
+    let want = 0.5 * kl(&a, &c, &ja, &jc) + 0.5 * kl(&c, &a, &jc, &ja);
+    assert!(want > 1e-4, "an informative KL: {want}");
+    assert!((got - want).abs() < 1e-3 * want + 1e-7, "IAL {got} vs host {want}");
+}

@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, LabelPropConfig, LoginMeaConfig, Loss, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
 use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -72,6 +72,12 @@ pub enum ModelArg {
     /// RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty.
     #[value(name = "ricea-style")]
     RiceaStyle,
+    /// MCLEA-style: multi-head GAT + Linear views, ICL and IAL with learned Kendall weights.
+    #[value(name = "mclea-style")]
+    McleaStyle,
+    /// EVA-style: the same views, NCA loss on every view and on the joint.
+    #[value(name = "eva-style")]
+    EvaStyle,
     /// Training-free baseline: random seed labels propagated over the graph (LightEA-inspired); one epoch.
     #[value(name = "label-prop")]
     LabelProp,
@@ -167,9 +173,21 @@ pub struct TrainArgs {
     /// MIMEA-style ablation: no Beta gates (every modality weighs 1).
     #[arg(long)]
     pub no_gates: bool,
-    /// MIMEA-style ablation: no per-modality contrastive terms.
+    /// MIMEA-, MCLEA- and EVA-style ablation: no per-modality (per-view) loss terms, joint only.
     #[arg(long)]
     pub no_modal_loss: bool,
+    /// MCLEA-style ablation: no inter-modal alignment (IAL) term.
+    #[arg(long)]
+    pub no_ial: bool,
+    /// MCLEA-style ablation: no learned Kendall weights (every view's term weighs 1).
+    #[arg(long)]
+    pub no_kendall: bool,
+    /// MCLEA- and EVA-style ablation: uniform global view weights instead of learned ones.
+    #[arg(long)]
+    pub no_fusion_weights: bool,
+    /// MCLEA- and EVA-style: width of each non-structure view's encoder.
+    #[arg(long, default_value_t = 100)]
+    pub modal_dim: usize,
     /// RICEA-style ablation: weights from each modality alone, not from their relative interaction.
     #[arg(long)]
     pub no_interaction: bool,
@@ -218,6 +236,11 @@ impl TrainArgs {
             a: TrainArgs,
         }
         Wrap::parse_from(["mmea"]).a
+    }
+
+    /// MCLEA- and EVA-style's shared encoder settings (GAT width and layers from --dim and --layers).
+    fn views(&self) -> ViewsConfig {
+        ViewsConfig { dim: self.dim, modal_dim: self.modal_dim, layers: self.layers, fusion_weights: !self.no_fusion_weights, ..Default::default() }
     }
 
     pub fn spec_for(&self, backend: Backend) -> RunSpec {
@@ -284,6 +307,15 @@ impl TrainArgs {
                 ..Default::default()
             }),
             ModelArg::LabelProp => ModelConfig::LabelProp(LabelPropConfig { dim: lm.dim, layers: lm.layers, seed: self.seed, relations: self.lp_relations }),
+            ModelArg::McleaStyle => ModelConfig::Mclea(McleaConfig {
+                views: self.views(),
+                tau: lm.tau,
+                ial: !self.no_ial,
+                kendall: !self.no_kendall,
+                modal_loss: !self.no_modal_loss,
+                ..Default::default()
+            }),
+            ModelArg::EvaStyle => ModelConfig::Eva(EvaConfig { views: self.views(), modal_loss: !self.no_modal_loss, ..Default::default() }),
             ModelArg::RiceaStyle => ModelConfig::Ricea(RiceaConfig {
                 dim: lm.dim,
                 layers: lm.layers,

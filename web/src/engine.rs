@@ -266,6 +266,11 @@ impl Engine {
                 "uncertainty": self.weight_extras.get("weights.uncertainty").map(|w| w[i * mods.len() + m]),
             })
         });
+        // MCLEA- and EVA-style weigh the structure view too: its σ comes after the modalities'.
+        let structure = self.sigma.as_ref().filter(|s| s.len() == mods.len() + 1).map(|s| {
+            json!({ "modality": "structure", "omega": null, "sigma": s[mods.len()], "beta": null, "before_calibration": null, "uncertainty": null })
+        });
+        let weights: Vec<serde_json::Value> = weights.chain(structure).collect();
         Ok(json!({
             "index": i,
             "label": label(&self.ds.entities.names[i]),
@@ -275,7 +280,7 @@ impl Engine {
             "plain": self.candidate_list(i, &plain),
             "csls": self.candidate_list(i, &self.top_of(&self.csls, i)),
             "sinkhorn": self.candidate_list(i, &self.top_of(&self.sinkhorn, i)),
-            "weights": weights.collect::<Vec<_>>(),
+            "weights": weights,
             "adaptive_weights": self.omega.is_some(),
             "neighbours": self.neighbours(i),
         }))

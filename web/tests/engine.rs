@@ -233,6 +233,21 @@ fn the_demo_opens_mimea_and_ricea_style_checkpoints_and_shows_their_weights() {
     assert!((sum("omega") - 1.0).abs() < 1e-5 && (sum("before_calibration") - 1.0).abs() < 1e-5, "{w}");
     assert!(w.as_array().unwrap().iter().all(|x| x["uncertainty"].as_f64().unwrap() > 0.0));
 
+    // MCLEA- and EVA-style: global view weights σ over relation, name and structure (no entity-level ω).
+    for (mc, name) in [
+        (ModelConfig::Mclea(mmea_core::model::McleaConfig { views: mmea_core::model::ViewsConfig { dim: 16, modal_dim: 8, ..Default::default() }, ..Default::default() }), "mclea-style"),
+        (ModelConfig::Eva(mmea_core::model::EvaConfig { views: mmea_core::model::ViewsConfig { dim: 16, modal_dim: 8, ..Default::default() }, ..Default::default() }), "eva-style"),
+    ] {
+        let ck = tiny_checkpoint(mc);
+        let e = pollster::block_on(Engine::load(Device::Cpu, "views.safetensors", &ck)).unwrap();
+        assert_eq!(e.summary()["model_name"], name);
+        let w = e.entity(0).unwrap()["weights"].clone();
+        let w = w.as_array().unwrap();
+        assert_eq!(w.iter().map(|x| x["modality"].as_str().unwrap()).collect::<Vec<_>>(), ["relation", "name", "structure"]);
+        assert!((w.iter().map(|x| x["sigma"].as_f64().unwrap()).sum::<f64>() - 1.0).abs() < 1e-5 && w.iter().all(|x| x["omega"].is_null()));
+        assert!(pollster::block_on(e.metrics()).unwrap().plain.l2r.hits1 > 0.0);
+    }
+
     // The training-free baseline: no parameters at all; the seeds come from the checkpoint's split.
     let lp = tiny_checkpoint(ModelConfig::LabelProp(mmea_core::model::LabelPropConfig::default()));
     let e = pollster::block_on(Engine::load(Device::Cpu, "label-prop.safetensors", &lp)).unwrap();

@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod inputs;
 pub mod labelprop;
 pub mod loginmea;
+pub mod mclea;
 pub mod mimea;
 pub mod params;
 pub mod ricea;
@@ -35,6 +36,7 @@ pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, Structure
 pub use labelprop::{LabelProp, LabelPropConfig};
 pub use mimea::{Mimea, MimeaConfig};
 pub use ricea::{Ricea, RiceaConfig};
+pub use mclea::{EvaConfig, McleaConfig, MultiView, ViewsConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::checkpoint_bytes;
 pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
@@ -108,6 +110,12 @@ pub enum ModelConfig {
     /// RICEA-style (mmea-spec §4.6, our design; see [`ricea`]).
     #[serde(rename = "ricea-style")]
     Ricea(RiceaConfig),
+    /// MCLEA-style (mmea-spec §4.2; see [`mclea`]).
+    #[serde(rename = "mclea-style")]
+    Mclea(McleaConfig),
+    /// EVA-style (mmea-spec §4.1; see [`mclea`]).
+    #[serde(rename = "eva-style")]
+    Eva(EvaConfig),
     /// The training-free label-propagation baseline (see [`labelprop`]).
     #[serde(rename = "label-prop")]
     LabelProp(LabelPropConfig),
@@ -121,12 +129,14 @@ impl ModelConfig {
             ModelConfig::Structure(_) => "structure",
             ModelConfig::Mimea(_) => "mimea-style",
             ModelConfig::Ricea(_) => "ricea-style",
+            ModelConfig::Mclea(_) => "mclea-style",
+            ModelConfig::Eva(_) => "eva-style",
             ModelConfig::LabelProp(_) => "label-prop",
         }
     }
 
     /// The names every version knows, for error messages.
-    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style", "label-prop"];
+    pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style", "mclea-style", "eva-style", "label-prop"];
 
     /// Builds the model for `inputs`.
     pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
@@ -135,6 +145,8 @@ impl ModelConfig {
             ModelConfig::Structure(c) => Box::new(LoginMea::structure_only(c)?),
             ModelConfig::Mimea(c) => Box::new(Mimea::new(c.clone(), inputs)?),
             ModelConfig::Ricea(c) => Box::new(Ricea::new(c.clone(), inputs)?),
+            ModelConfig::Mclea(c) => Box::new(MultiView::mclea(c.clone(), inputs)?),
+            ModelConfig::Eva(c) => Box::new(MultiView::eva(c.clone(), inputs)?),
             ModelConfig::LabelProp(c) => Box::new(LabelProp::new(c.clone(), inputs)?),
         })
     }
