@@ -9,7 +9,7 @@
 #   EPOCHS     per run (default 60)
 #   BACKEND    auto | wgpu | cpu (default auto: a hardware GPU when there is one)
 # Cost: on a 2-core CPU a DBP15K run takes 10-20 minutes per 60 epochs and an fb237_db15k run about as
-# long; 4 trained models x 6 settings is most of a day there, far less on a GPU.
+# long; 6 trained models x 6 settings is more than a day there, far less on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-../shared/data}
@@ -34,7 +34,7 @@ run() { # NAME ARGS...
   fi
 }
 
-for model in loginmea structure mimea-style ricea-style label-prop; do
+for model in loginmea structure mimea-style ricea-style mclea-style eva-style label-prop; do
   for pair in zh_en ja_en fr_en; do
     run "$pair-$model" --model "$model" --data "$root/dbp15k/$pair"
   done
