@@ -125,19 +125,21 @@ function showWeights(e) {
   const notes = [];
   e.weights.forEach((w, i) => {
     const y = 10 + i * (bar + 12);
-    const om = w.omega ?? 0;
-    const what = w.beta ? `Beta(${fmt(w.beta.alpha, 2)}, ${fmt(w.beta.beta, 2)}) gate: mean ${fmt(w.beta.mean)}, sd ${fmt(w.beta.sd)}` : `ω = ${fmt(w.omega)}`;
+    // Models with global weights only (MCLEA-/EVA-style) draw σ as the bar.
+    const om = w.omega ?? w.sigma ?? 0;
+    const what = w.beta ? `Beta(${fmt(w.beta.alpha, 2)}, ${fmt(w.beta.beta, 2)}) gate: mean ${fmt(w.beta.mean)}, sd ${fmt(w.beta.sd)}` : (w.omega === null ? `σ = ${fmt(w.sigma)}` : `ω = ${fmt(w.omega)}`);
     svg += `<text x="0" y="${y + bar * 0.7}" class="lbl">${esc(w.modality)}</text>
       <rect x="80" y="${y}" width="${200 * om}" height="${bar}" class="bar"><title>${what}</title></rect>
-      <text x="${84 + 200 * om}" y="${y + bar * 0.7}" class="lbl">${w.omega === null ? 'no ω' : fmt(w.omega, 2)}</text>`;
+      <text x="${84 + 200 * om}" y="${y + bar * 0.7}" class="lbl">${w.omega === null ? (w.sigma === null ? 'no ω' : 'σ ' + fmt(w.sigma, 2)) : fmt(w.omega, 2)}</text>`;
     if (w.beta) svg += `<line x1="${80 + 200 * Math.max(0, w.beta.mean - w.beta.sd)}" x2="${80 + 200 * Math.min(1, w.beta.mean + w.beta.sd)}" y1="${y + bar / 2}" y2="${y + bar / 2}" class="sigma"><title>± one standard deviation of the Beta gate</title></line>`;
     if (w.before_calibration !== null && w.before_calibration !== undefined)
       svg += `<rect x="80" y="${y + 3}" width="${200 * w.before_calibration}" height="${bar - 6}" class="raw"><title>before calibration: ${fmt(w.before_calibration)}${w.uncertainty !== null ? `, uncertainty ${fmt(w.uncertainty)}` : ''}</title></rect>`;
     if (w.sigma !== null) svg += `<line x1="${80 + 200 * w.sigma}" x2="${80 + 200 * w.sigma}" y1="${y - 3}" y2="${y + bar + 3}" class="sigma"><title>σ = ${fmt(w.sigma)}</title></line>`;
   });
+  if (e.weights.length && e.weights.every(w => w.omega === null && w.sigma !== null)) notes.push('This model has global view weights only (σ = softmax(θ), the same for every entity), the graph structure included.');
   if (e.weights.some(w => w.beta)) notes.push('Bars: the mean of each modality’s Beta gate; the orange line spans ± one standard deviation (the gate’s uncertainty).');
   if (e.weights.some(w => w.before_calibration !== null && w.before_calibration !== undefined)) notes.push('Filled bars: weights after calibration; outlined bars: before (from the modalities’ relative interaction).');
-  $('weights').innerHTML = svg + '</svg>' + notes.map(n => `<p class="hint">${n}</p>`).join('') + (e.adaptive_weights ? '' : '<p class="hint">Adaptive weights are off in this model.</p>');
+  $('weights').innerHTML = svg + '</svg>' + notes.map(n => `<p class="hint">${n}</p>`).join('') + (e.adaptive_weights || e.weights.every(w => w.omega === null && w.sigma !== null) ? '' : '<p class="hint">Adaptive weights are off in this model.</p>');
 }
 
 function showGraph(e) {
