@@ -1,5 +1,6 @@
-//! `mmea bench --train DATA`: seconds per training epoch and per full evaluation of LoginMEA on a real
-//! dataset, on each backend available (the CPU always; wgpu when an adapter exists, unless `--backend
+//! `mmea bench --train DATA [--model M]`: seconds per training epoch and per full evaluation of a model
+//! (LoginMEA by default) on a real dataset, with each epoch's loss (the backends' losses should agree), on
+//! each backend available (the CPU always; wgpu when an adapter exists, unless `--backend
 //! cpu`). Medians of `--runs` epochs after one warm-up epoch; the evaluation is the final one of a run
 //! (all entities forward, test pairs: plain, CSLS and Sinkhorn, both directions). A benchmark, not a test.
 
@@ -10,11 +11,12 @@ use mmea_core::{Backend, Device, Result};
 
 use crate::bench::median;
 use crate::setup;
-use crate::train_cmd::{device_name, TrainArgs};
+use crate::train_cmd::{device_name, ModelArg, TrainArgs};
 
-pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
+pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg) -> Result<()> {
     let mut args = TrainArgs::demo();
     args.data = data.to_string();
+    args.model = model;
     let spec = args.spec_for(Backend::Cpu);
     let ds = setup::load_dataset(&spec.data)?;
     let split = setup::make_split(&ds, args.train_ratio, 0.1, spec.train.seed, true)?;
@@ -27,7 +29,8 @@ pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
         }
     }
     println!(
-        "training benchmark: LoginMEA (d = {}, clean protocol) on {} ({} entities), train {} / test {} pairs; median of {runs} epochs after one warm-up",
+        "training benchmark: {} (d = {}, clean protocol) on {} ({} entities), train {} / test {} pairs; median of {runs} epochs after one warm-up",
+        spec.model.name(),
         args.dim,
         ds.name,
         ds.entities.len(),
@@ -46,15 +49,16 @@ pub fn run(data: &str, backend: Backend, runs: usize) -> Result<()> {
             }
             Ok(())
         };
-        tr.run_epoch()?;
+        let warm = tr.run_epoch()?;
         sync(&dev)?;
+        eprintln!("  [{}] warm-up epoch: loss {:.6}", device_name(&dev), warm.loss);
         let mut epochs = Vec::new();
         for _ in 0..runs {
             let t0 = Instant::now();
-            tr.run_epoch()?;
+            let stats = tr.run_epoch()?;
             sync(&dev)?;
             epochs.push(t0.elapsed().as_secs_f64());
-            eprintln!("  [{}] epoch: {:.2} s", device_name(&dev), epochs.last().copied().unwrap_or_default());
+            eprintln!("  [{}] epoch: {:.2} s, loss {:.6}", device_name(&dev), epochs.last().copied().unwrap_or_default(), stats.loss);
         }
         let t0 = Instant::now();
         let params = tr.params.clone();

@@ -44,10 +44,13 @@ enum Command {
         /// Timed runs per kernel (the median is reported).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// Instead of kernels: seconds per LoginMEA training epoch and per full evaluation on this
-        /// dataset directory (or `demo`), on each backend.
+        /// Instead of kernels: seconds per training epoch and per full evaluation on this dataset
+        /// directory (or `demo`), on each backend, with each epoch's loss.
         #[arg(long)]
         train: Option<String>,
+        /// The model for --train.
+        #[arg(long, value_enum, default_value = "loginmea", requires = "train")]
+        model: train_cmd::ModelArg,
     },
     /// Train a model (LoginMEA) on a dataset or the embedded demo pair; evaluate; keep a run directory
     /// with the config, split, metrics, checkpoint and training curve.
@@ -121,8 +124,8 @@ fn main() -> ExitCode {
         None => train_cmd::run(train_cmd::TrainArgs::demo(), cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Train(args)) => train_cmd::run(*args, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Info { no_check }) => info::run(cli.backend, !no_check),
-        Some(Command::Bench { runs, train: Some(data), .. }) => bench_train::run(&data, cli.backend, runs.max(1)).map(|_| ExitCode::SUCCESS),
-        Some(Command::Bench { quick, runs, train: None }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench { runs, train: Some(data), model, .. }) => bench_train::run(&data, cli.backend, runs.max(1), model).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench { quick, runs, train: None, .. }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Align { ck, top_k, sinkhorn, candidates, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
             ck,
