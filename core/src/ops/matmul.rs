@@ -83,6 +83,10 @@ pub fn matmul_ex(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bo
             Tensor::from_f32(&Device::Cpu, c, &out_shape)
         }
         Device::Gpu(ctx) => {
+            let limit = (ctx.binding_limit() / 4) as usize;
+            if batch == 1 && a.shape().len() == 2 && b.shape().len() == 2 && (a.len() > limit || b.len() > limit || m * n > limit) {
+                return tiled(a, b, bias, ta, tb, alpha, (m, k, n), limit);
+            }
             let out = Tensor::gpu_output(&ctx, &out_shape, DType::F32, OP)?;
             let groups = [n.div_ceil(64) as u64, m.div_ceil(64) as u64, batch as u64];
             if let Some(&g) = groups.iter().find(|&&g| g > MAX_GROUPS_PER_DIM as u64) {
@@ -117,6 +121,68 @@ pub fn matmul_ex(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bo
             Ok(out)
         }
     }
+}
+
+/// [`matmul_ex`] for 2-D operands computed as products whose operands and results each have at most
+/// `limit` elements (where the tiling applies; otherwise [`Error::BindingTooLarge`]). The GPU path of
+/// [`matmul_ex`] takes it by itself with the binding limit (e.g. DBP15K's `[38,960, 1000]` bag of relations
+/// is 156 MB, and WebGPU binds at most 128 MiB); public so tests can force small tiles on any device.
+pub fn matmul_tiled(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool, alpha: f32, limit: usize) -> Result<Tensor> {
+    const OP: &str = "matmul_tiled";
+    let (batch, m, k, n, _) = plan(OP, a, b, ta, tb)?;
+    if batch != 1 || a.shape().len() != 2 || b.shape().len() != 2 || limit == 0 {
+        return Err(Error::invalid(OP, "tiling is for 2-D operands and a positive limit"));
+    }
+    tiled(a, b, bias, ta, tb, alpha, (m, k, n), limit)
+}
+
+/// The tiles, cut and joined with buffer copies (which have no binding limit):
+/// * the result or A too large (A not transposed): blocks of A's rows, results stacked;
+/// * `ta` with A too large (B not transposed): blocks of the shared dimension k (rows of A and of B),
+///   partial products summed in block order;
+/// * `tb` with B too large: blocks of B's rows (columns of the result), joined side by side.
+#[allow(clippy::too_many_arguments)]
+fn tiled(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool, alpha: f32, (m, k, n): (usize, usize, usize), limit: usize) -> Result<Tensor> {
+    use crate::ops::rows::{concat_cols, concat_rows, slice_rows};
+    const OP: &str = "matmul";
+    let too_big = || Error::BindingTooLarge { op: OP, bytes: (a.len().max(b.len()).max(m * n) * 4) as u64, limit: (limit * 4) as u64 };
+    let block = |width: usize| (limit / width.max(1)).max(1);
+    if !ta && (a.len() > limit || m * n > limit) && block(k.max(n)) < m {
+        let r = block(k.max(n));
+        let parts: Vec<Tensor> = (0..m).step_by(r).map(|s| matmul_ex(&slice_rows(a, s, r.min(m - s))?, b, bias, false, tb, alpha)).collect::<Result<_>>()?;
+        return concat_rows(&parts.iter().collect::<Vec<_>>());
+    }
+    if ta && a.len() > limit && !tb {
+        // A is [k, m], B is [k, n]: C = Σ_blocks A_blkᵀ B_blk.
+        let r = block(m.max(n));
+        if r >= k {
+            return Err(too_big());
+        }
+        let mut acc: Option<Tensor> = None;
+        for s in (0..k).step_by(r) {
+            let len = r.min(k - s);
+            let part = matmul_ex(&slice_rows(a, s, len)?, &slice_rows(b, s, len)?, if s == 0 { bias } else { None }, true, false, alpha)?;
+            acc = Some(match acc {
+                None => part,
+                Some(t) => crate::ops::add(&t, &part)?,
+            });
+        }
+        return acc.ok_or_else(too_big);
+    }
+    if tb && b.len() > limit && block(k) < n {
+        // B is [n, k]: column blocks of C.
+        let r = block(k.max(m));
+        let parts: Vec<Tensor> = (0..n)
+            .step_by(r)
+            .map(|s| {
+                let len = r.min(n - s);
+                let bias_part = bias.map(|t| slice_rows(&t.reshape(&[n, 1])?, s, len)?.reshape(&[len])).transpose()?;
+                matmul_ex(a, &slice_rows(b, s, len)?, bias_part.as_ref(), ta, true, alpha)
+            })
+            .collect::<Result<_>>()?;
+        return concat_cols(&parts.iter().collect::<Vec<_>>());
+    }
+    Err(too_big())
 }
 
 /// `A B`.

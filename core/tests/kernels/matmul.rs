@@ -154,3 +154,30 @@ proptest! {
         assert_close("prop sum_rows cpu", &vals(&ops::sum_rows(&t(&Device::Cpu, &x, &[rows, cols])).unwrap()), &want, 1e-4, 1e-4);
     }
 }
+
+#[test]
+fn tiled_products_equal_the_direct_ones() {
+    // Each tiling path with a small element limit and ragged blocks, on both backends, against the naive
+    // reference: rows of A (result too large), the shared dimension (Aᵀ B with A too large), rows of B
+    // (A Bᵀ with B too large), with a bias where the path passes one.
+    let cases: [(usize, usize, usize, bool, bool, usize); 4] = [(301, 37, 20, false, false, 1000), (300, 45, 20, false, true, 2000), (41, 503, 17, true, false, 4000), (23, 19, 411, false, true, 1500)];
+    for (m, k, n, ta, tb, limit) in cases {
+        let a = rand_vec(m as u64, m * k, -1.0, 1.0);
+        let b = rand_vec(n as u64 + 7, k * n, -1.0, 1.0);
+        let bias = rand_vec(3, n, -1.0, 1.0);
+        let a_shape = if ta { [k, m] } else { [m, k] };
+        let b_shape = if tb { [n, k] } else { [k, n] };
+        let mut want = naive(&a, &b, m, k, n, ta, tb);
+        for row in want.chunks_mut(n) {
+            row.iter_mut().zip(&bias).for_each(|(w, c)| *w = 0.5 * *w + c);
+        }
+        check_backends(&format!("tiled {m}x{k}x{n} ta={ta} tb={tb}"), 1e-4, 1e-4, |d| {
+            let got = ops::matmul::matmul_tiled(&t(d, &a, &a_shape), &t(d, &b, &b_shape), Some(&t(d, &bias, &[n])), ta, tb, 0.5, limit).unwrap();
+            assert_close("tiled vs naive", &vals(&got), &want, 1e-4, 1e-4);
+            vec![got]
+        });
+    }
+    // Aᵀ Bᵀ with A too large has no tiling by row copies: a clear error, not a wrong result.
+    let e = ops::matmul::matmul_tiled(&t(&Device::Cpu, &[0.0; 6], &[3, 2]), &t(&Device::Cpu, &[0.0; 3], &[1, 3]), None, true, true, 1.0, 4).unwrap_err();
+    assert!(e.to_string().contains("matmul"), "{e}");
+}
