@@ -54,12 +54,30 @@ fn m(v: &Value, path: &[&str]) -> String {
     x.as_f64().map(|f| format!("{f:.3}")).unwrap_or_else(|| "–".into())
 }
 
+fn run_time(f: &Value) -> String {
+    match f["session_seconds"].as_f64() {
+        Some(t) if f["resumed"].as_bool() == Some(true) => format!("{t:.0} s (resumed)"),
+        Some(t) => format!("{t:.0} s"),
+        None => "–".into(),
+    }
+}
+
+fn peak_memory(f: &Value) -> String {
+    let gb = |v: &Value| v.as_f64().map(|b| format!("{:.1} GB", b / 1e9));
+    match (gb(&f["peak_rss_bytes"]), gb(&f["gpu_peak_bytes"])) {
+        (Some(r), Some(g)) => format!("{r} RSS, {g} GPU"),
+        (Some(r), None) => format!("{r} RSS"),
+        (None, Some(g)) => format!("{g} GPU"),
+        (None, None) => "–".into(),
+    }
+}
+
 pub fn table(dirs: &[PathBuf]) -> Result<String> {
     let mut rows: Vec<Row> = dirs.iter().map(|d| load(d)).collect::<Result<_>>()?;
     rows.sort_by(|a, b| (a.dataset.as_str(), a.spec.model.name(), a.spec.train.iterative, &a.spec.command).cmp(&(b.dataset.as_str(), b.spec.model.name(), b.spec.train.iterative, &b.spec.command)));
     let mut s = String::new();
-    s += "| dataset | model | seeds train/dev/test | modalities | names | iterative | protocol, selection | H@1 | H@10 | MRR | H@1 plain | H@1 Sinkhorn | epochs (selected) | s/epoch | device | command |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| dataset | model | seeds train/dev/test | modalities | names | iterative | protocol, selection | H@1 | H@10 | MRR | H@1 plain | H@1 Sinkhorn | epochs (selected) | s/epoch | run time | peak memory | device | command |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for r in &rows {
         let f = &r.fin;
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
@@ -72,7 +90,7 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
         let csls = ["test", "csls", "l2r"];
         let _ = writeln!(
             s,
-            "| {} | {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} | `{}` |",
+            "| {} | {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} | {} | {} | `{}` |",
             label(&r.dataset),
             r.spec.model.name(),
             if r.spec.modalities.names { "on" } else { "off" },
@@ -85,13 +103,18 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
             f["epochs"],
             f["epoch"],
             f["epoch_seconds_median"].as_f64().unwrap_or(f64::NAN),
+            run_time(f),
+            peak_memory(f),
             f["device"].as_str().unwrap_or("?"),
             r.spec.command,
         );
     }
     s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities (mmea-spec §2). \
           \"H@1 plain\" ranks by cosine; \"H@1 Sinkhorn\" by dense log-domain Sinkhorn (ε = 0.02, 10 iterations). \
-          s/epoch is the median over the run's epochs on the device named.\n";
+          s/epoch is the median over the run's epochs on the device named. Run time: the whole training command \
+          (its last session, marked \"resumed\", when the run was continued with --resume), evaluations included. \
+          Peak memory: the process's peak resident memory (and the GPU buffers' peak on wgpu); \"–\" for runs \
+          recorded before it was kept.\n";
     Ok(s)
 }
 

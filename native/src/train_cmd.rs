@@ -599,6 +599,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             "test_eval_seconds": t_test, "epoch_seconds_median": median(epoch_secs.clone()), "eval_seconds_median": median(eval_secs.clone()),
             "session_seconds": t_start.elapsed().as_secs_f64(), "resumed": resume,
             "device": device_name(&device), "peak_rss_bytes": setup::peak_rss_bytes(),
+            "gpu_peak_bytes": match &device { Device::Gpu(c) => Some(c.pool_stats().peak_live_bytes), Device::Cpu => None },
             "final_train_pairs": trainer.train_pairs.len(),
             "dataset": ds.name, "setting": setting,
             "modalities": trainer.model.modalities().iter().map(|m| m.name()).collect::<Vec<_>>(),
