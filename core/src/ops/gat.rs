@@ -31,6 +31,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Arg, GpuBuffer};
+use crate::ops::reflection::{fits_u32, group_by};
 use crate::shader;
 use crate::tensor::{common_device, DType, Device, Tensor};
 
@@ -91,28 +92,6 @@ pub struct GatGraph {
     num_edges: usize,
 }
 
-fn fits_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::invalid(op, format!("{what} = {v} does not fit in 32 bits")))
-}
-
-/// Stable counting sort of `keys` (all `< n`): `(offsets [n + 1], perm)`.
-fn group_by(keys: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut offsets = vec![0u32; n + 1];
-    for &k in keys {
-        offsets[k as usize + 1] += 1;
-    }
-    for i in 0..n {
-        offsets[i + 1] += offsets[i];
-    }
-    let mut next = offsets[..n].to_vec();
-    let mut perm = vec![0u32; keys.len()];
-    for (pos, &k) in keys.iter().enumerate() {
-        perm[next[k as usize] as usize] = pos as u32;
-        next[k as usize] += 1;
-    }
-    (offsets, perm)
-}
-
 impl GatGraph {
     /// From directed `edges` `(head, tail)` in any order; they are sorted by (head, tail), stably, and
     /// duplicates stay separate edges. Ids must be `< n`.
@@ -151,19 +130,8 @@ impl GatGraph {
     /// pattern): edges `i → j` for `j ∈ {i} ∪ nbr(i)`, from undirected `pairs` (duplicates and self pairs
     /// collapse).
     pub fn neighbourhood(device: &Device, n: usize, pairs: &[(u32, u32)]) -> Result<GatGraph> {
-        const OP: &str = "GatGraph::neighbourhood";
-        let mut nbrs: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
-        for (k, &(a, b)) in pairs.iter().enumerate() {
-            if a as usize >= n || b as usize >= n {
-                return Err(Error::invalid(OP, format!("pair {k} = ({a}, {b}) names an entity outside 0..{n}")));
-            }
-            nbrs[a as usize].push(b);
-            nbrs[b as usize].push(a);
-        }
         let mut edges = Vec::new();
-        for (i, s) in nbrs.iter_mut().enumerate() {
-            s.sort_unstable();
-            s.dedup();
+        for (i, s) in crate::ops::sparse::neighbour_sets("GatGraph::neighbourhood", n, pairs)?.iter().enumerate() {
             edges.extend(s.iter().map(|&j| (i as u32, j)));
         }
         GatGraph::new(device, n, &edges)

@@ -124,13 +124,13 @@ pub struct RelGraph {
     nnz: usize,
 }
 
-fn fits_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
+pub(crate) fn fits_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::invalid(op, format!("{what} = {v} does not fit in 32 bits")))
 }
 
 /// Stable counting sort of `keys` (all `< n`): `(offsets [n + 1], perm)` with perm listing positions
 /// grouped by key, ascending within a key.
-fn group_by(keys: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn group_by(keys: &[u32], n: usize) -> (Vec<u32>, Vec<u32>) {
     let mut offsets = vec![0u32; n + 1];
     for &k in keys {
         offsets[k as usize + 1] += 1;

@@ -183,19 +183,8 @@ impl Csr {
     /// `S_i = {i} ∪ {j : (i, j) or (j, i) in pairs}` (pairs are undirected, duplicates and self pairs
     /// collapse), and its transpose. `x⁰ = tanh(spmm(mean, Ent))`.
     pub fn neighbour_mean(device: &Device, n: usize, pairs: &[(u32, u32)]) -> Result<(Csr, Csr)> {
-        const OP: &str = "Csr::neighbour_mean";
-        let mut nbrs: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
-        for (k, &(a, b)) in pairs.iter().enumerate() {
-            if a as usize >= n || b as usize >= n {
-                return Err(Error::invalid(OP, format!("pair {k} = ({a}, {b}) names an entity outside 0..{n}")));
-            }
-            nbrs[a as usize].push(b);
-            nbrs[b as usize].push(a);
-        }
         let mut entries = Vec::new();
-        for (i, s) in nbrs.iter_mut().enumerate() {
-            s.sort_unstable();
-            s.dedup();
+        for (i, s) in neighbour_sets("Csr::neighbour_mean", n, pairs)?.iter().enumerate() {
             let w = 1.0 / s.len() as f32;
             entries.extend(s.iter().map(|&j| (i as u32, j, w)));
         }
@@ -214,6 +203,24 @@ impl Csr {
     pub fn device(&self) -> Device {
         self.offsets.device()
     }
+}
+
+/// `S_i = {i} ∪ {j : (i, j) or (j, i) in pairs}`, each sorted and without duplicates (pairs are
+/// undirected; self pairs collapse). Ids must be `< n`; `op` names the caller in the error.
+pub(crate) fn neighbour_sets(op: &'static str, n: usize, pairs: &[(u32, u32)]) -> Result<Vec<Vec<u32>>> {
+    let mut nbrs: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
+    for (k, &(a, b)) in pairs.iter().enumerate() {
+        if a as usize >= n || b as usize >= n {
+            return Err(Error::invalid(op, format!("pair {k} = ({a}, {b}) names an entity outside 0..{n}")));
+        }
+        nbrs[a as usize].push(b);
+        nbrs[b as usize].push(a);
+    }
+    for s in nbrs.iter_mut() {
+        s.sort_unstable();
+        s.dedup();
+    }
+    Ok(nbrs)
 }
 
 #[repr(C)]
