@@ -212,6 +212,16 @@ impl GpuContext {
         lock(&self.pool).clear();
     }
 
+    /// How many idle bytes the pool keeps for reuse (default [`super::pool::DEFAULT_MAX_FREE_BYTES`],
+    /// 1 GiB); buffers returned beyond it are released. Releases idle buffers above a smaller cap now.
+    pub fn set_pool_cap(&self, bytes: u64) {
+        let mut p = lock(&self.pool);
+        p.max_free_bytes = bytes;
+        if p.free_bytes > bytes {
+            p.clear();
+        }
+    }
+
     /// Return the first error wgpu reported since the last check, if any.
     pub fn check(&self) -> Result<()> {
         if let Some(msg) = lock(&self.lost).clone() {

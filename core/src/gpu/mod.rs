@@ -9,7 +9,7 @@ mod context;
 mod pool;
 
 pub use context::{AdapterReport, GpuContext, GpuOptions, LimitsReport};
-pub use pool::{GpuBuffer, PoolStats};
+pub use pool::{GpuBuffer, PoolStats, DEFAULT_MAX_FREE_BYTES};
 
 /// A WGSL shader compiled into the binary. `name` is the file stem in `shaders/`.
 #[derive(Clone, Copy, Debug)]

@@ -18,9 +18,10 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Idle bytes kept at most; beyond this a returned buffer is released.
+    pub(crate) max_free_bytes: u64,
     pub(crate) free_bytes: u64,
     pub(crate) live_bytes: u64,
     pub(crate) peak_live_bytes: u64,
@@ -40,8 +41,14 @@ pub struct PoolStats {
     pub buffers_created: u64,
 }
 
-/// Pooled buffers kept idle at most (beyond this, dropped buffers are destroyed).
-const MAX_FREE_BYTES: u64 = 1 << 30;
+/// Pooled buffers kept idle at most by default (beyond this, dropped buffers are released).
+pub const DEFAULT_MAX_FREE_BYTES: u64 = 1 << 30;
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool { free: HashMap::new(), max_free_bytes: DEFAULT_MAX_FREE_BYTES, free_bytes: 0, live_bytes: 0, peak_live_bytes: 0, created: 0 }
+    }
+}
 
 impl Pool {
     pub(crate) fn take(&mut self, class: u64) -> Option<wgpu::Buffer> {
@@ -58,19 +65,18 @@ impl Pool {
     }
     fn give_back(&mut self, class: u64, buf: wgpu::Buffer) {
         self.live_bytes -= class;
-        if self.free_bytes + class <= MAX_FREE_BYTES {
+        if self.free_bytes + class <= self.max_free_bytes {
             self.free_bytes += class;
             self.free.entry(class).or_default().push(buf);
-        } else {
-            buf.destroy();
         }
+        // Otherwise the handle is simply dropped, never `destroy()`ed: work recorded into the pending encoder
+        // but not yet submitted may still use the buffer (destroying it made the next submit fail with
+        // "buffer has been destroyed" once DBP15K-sized runs overflowed the pool); wgpu frees the memory
+        // when the last command using it has finished.
     }
+    /// Releases every idle buffer (dropped, for the same reason as above).
     pub(crate) fn clear(&mut self) {
-        for (_, v) in self.free.drain() {
-            for b in v {
-                b.destroy();
-            }
-        }
+        self.free.clear();
         self.free_bytes = 0;
     }
 }

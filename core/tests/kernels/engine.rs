@@ -94,3 +94,24 @@ fn wrong_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
     let err = Tensor::from_f32(&d, vec![1.0; 5], &[2, 3]).unwrap_err().to_string();
     assert!(err.contains("[2, 3]"), "{err}");
 }
+
+#[test]
+fn buffers_released_past_the_pool_cap_do_not_break_pending_work() {
+    // Intermediates dropped while the kernels that use them are still recorded, not submitted, must stay
+    // valid: with a pool cap of 0 every dropped buffer is released at once. (They used to be destroyed,
+    // and the next submit failed with "buffer has been destroyed" once DBP15K-sized runs overflowed the
+    // 1 GiB pool.)
+    let Some(dev) = private_gpu() else { return };
+    let Device::Gpu(ctx) = &dev else { unreachable!() };
+    ctx.set_pool_cap(0);
+    let xs = rand_vec(5, 4096, -1.0, 1.0);
+    let x = t(&dev, &xs, &[4096]);
+    let mut y = x.clone();
+    for _ in 0..10 {
+        y = mmea_core::ops::add(&y, &x).unwrap();
+    }
+    let got = y.to_vec_f32_blocking();
+    ctx.set_pool_cap(mmea_core::gpu::DEFAULT_MAX_FREE_BYTES);
+    let want: Vec<f32> = xs.iter().map(|v| 11.0 * v).collect();
+    assert_close("sum after releases", &got.unwrap(), &want, 1e-5, 1e-5);
+}
