@@ -574,7 +574,7 @@ fn eva_style_gradients_match_finite_differences() {
 
 #[test]
 fn nca_and_ial_equal_host_references() {
-    use mmea_core::model::mclea::{ial, nca};
+    use mmea_core::model::mclea::{ial, ial_targets, nca};
     let (b, d) = (7usize, 5usize);
     let unit = |seed: u64| -> Vec<f32> {
         let v = common::rand_vec(seed, b * d, -1.0, 1.0);
@@ -607,7 +607,8 @@ fn nca_and_ial_equal_host_references() {
         m[i * 2 * b + b + i] = -1e9;
     }
     let mask = Tensor::from_f32(&dev, m, &[b, 2 * b]).unwrap();
-    let got = host(&ial(&tape, &av, &cv, &t(&ja), &t(&jc), &mask, 4.0, 0.5).unwrap().value)[0] as f64;
+    let targets = ial_targets(&t(&ja), &t(&jc), &mask, 4.0).unwrap();
+    let got = host(&ial(&tape, &av, &cv, &targets, &mask, 4.0, 0.5).unwrap().value)[0] as f64;
     let kl = |p: &[f32], q: &[f32], jp: &[f32], jq: &[f32]| -> f64 {
         let mut total = 0.0;
         for i in 0..b {

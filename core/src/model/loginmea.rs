@@ -349,10 +349,9 @@ pub(crate) fn chunked_joint_loss(
     let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
     let mut terms = Vec::new();
     for chunk in pairs.chunks(batch.max(1)) {
-        let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-        let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-        let p = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &left, n)?)?;
-        let q = gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, &right, n)?)?;
+        let (li, ri) = pair_sides(&dev, chunk, n)?;
+        let p = gather_joint(tape, blocks, &li)?;
+        let q = gather_joint(tape, blocks, &ri)?;
         terms.push(f(&p, &q)?);
     }
     ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
@@ -410,6 +409,13 @@ pub(crate) fn structure_forward(
         names.push(name);
     }
     Ok((blocks, names))
+}
+
+/// The KG1 and KG2 sides of `pairs` as row indices into the `n` entities.
+pub(crate) fn pair_sides(dev: &Device, pairs: &[(u32, u32)], n: usize) -> Result<(SegmentIndex, SegmentIndex)> {
+    let left: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+    let right: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+    Ok((SegmentIndex::from_indices(dev, &left, n)?, SegmentIndex::from_indices(dev, &right, n)?))
 }
 
 /// `n̂([B_1[idx] | B_2[idx] | …])`: the rows `idx` of the joint embedding, L2-normalised.

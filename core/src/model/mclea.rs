@@ -36,11 +36,11 @@ use crate::error::{Error, Result};
 use crate::ops::contrastive::ad as cad;
 use crate::ops::rows::ad as rowad;
 use crate::ops::sparse::ad as sad;
-use crate::ops::{add, matmul_ex, softmax_rows, unary, GatLogit, SegmentIndex, Unary};
+use crate::ops::{add, matmul_ex, softmax_rows, unary, GatLogit, Unary};
 use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
-use super::loginmea::{gat_layer, gather_joint, var};
+use super::loginmea::{gat_layer, gather_joint, pair_sides, var};
 use super::params::{Init, Params};
 use super::{AlignModel, Output};
 
@@ -229,10 +229,7 @@ impl MultiView {
         let views = self.view_vars(out)?;
         let mut terms = Vec::new();
         for chunk in pairs.chunks(c.minibatch) {
-            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let li = SegmentIndex::from_indices(&dev, &left, n)?;
-            let ri = SegmentIndex::from_indices(&dev, &right, n)?;
+            let (li, ri) = pair_sides(&dev, chunk, n)?;
             let pj = gather_joint(tape, &out.blocks, &li)?;
             let qj = gather_joint(tape, &out.blocks, &ri)?;
             terms.push(cad::icl(tape, &pj, &qj, c.tau, c.icl_alpha)?);
@@ -246,13 +243,14 @@ impl MultiView {
                 m[i * 2 * b + b + i] = -1e9;
             }
             let mask = Tensor::from_f32(&dev, m, &[b, 2 * b])?;
+            let targets = if c.ial && c.zoom > 0.0 { Some(ial_targets(&pj.value, &qj.value, &mask, c.tau2)?) } else { None };
             for (vi, (_, h)) in views.iter().enumerate() {
                 let pu = sad::gather_rows(tape, h, &li)?;
                 let qu = sad::gather_rows(tape, h, &ri)?;
                 let icl = cad::icl(tape, &pu, &qu, c.tau, c.icl_alpha)?;
                 terms.push(kendall(tape, &icl, kendall_s.0, vi)?);
-                if c.ial && c.zoom > 0.0 {
-                    let ial = ial(tape, &pu, &qu, &pj.value, &qj.value, &mask, c.tau2, c.icl_alpha)?;
+                if let Some(targets) = &targets {
+                    let ial = ial(tape, &pu, &qu, targets, &mask, c.tau2, c.icl_alpha)?;
                     terms.push(ad::scale(tape, &kendall(tape, &ial, kendall_s.1, vi)?, c.zoom)?);
                 }
             }
@@ -265,10 +263,7 @@ impl MultiView {
         let views = self.view_vars(out)?;
         let mut terms = Vec::new();
         for chunk in pairs.chunks(batch.max(1)) {
-            let left: Vec<u32> = chunk.iter().map(|p| p.0).collect();
-            let right: Vec<u32> = chunk.iter().map(|p| p.1).collect();
-            let li = SegmentIndex::from_indices(&dev, &left, n)?;
-            let ri = SegmentIndex::from_indices(&dev, &right, n)?;
+            let (li, ri) = pair_sides(&dev, chunk, n)?;
             let b = chunk.len();
             let offdiag = tape.constant(&Tensor::from_f32(&dev, (0..b * b).map(|k| if k / b == k % b { 0.0 } else { 1.0 }).collect(), &[b, b])?);
             let ones = tape.constant(&Tensor::from_f32(&dev, vec![1.0; b], &[b, 1])?);
@@ -294,25 +289,33 @@ fn kendall(tape: &Tape, l: &Var, s: Option<&Var>, v: usize) -> Result<Var> {
     ad::add(tape, &ad::scale_by(tape, &w, l)?, &sv)
 }
 
-/// MCLEA's IAL for one view: rows `pu`, `qu` `[B, d_v]` (unit length) against the joint rows `pj`, `qj`
-/// (values: the target is detached). Direction a: logits `[P Qᵀ | P Pᵀ]/τ₂` with the masked diagonal,
-/// `KL(softmax(J_a) ‖ softmax(U_a))` averaged over the B·2B entries; direction b likewise with `[Q Pᵀ | Q Qᵀ]`;
+/// The targets of MCLEA's IAL for one minibatch, from the joint rows `pj`, `qj` (values: the target is
+/// detached): for direction a, `softmax([P Qᵀ | P Pᵀ]/τ₂ + mask)` of the joint and its log; for direction
+/// b the same with `[Q Pᵀ | Q Qᵀ]`. Shared by every view's [`ial`] term of the minibatch.
+pub fn ial_targets(pj: &Tensor, qj: &Tensor, mask: &Tensor, tau2: f32) -> Result<[(Tensor, Tensor); 2]> {
+    let target = |rows: &Tensor, other: &Tensor| -> Result<(Tensor, Tensor)> {
+        let cols = crate::ops::concat_rows(&[other, rows])?;
+        let t = softmax_rows(&add(&matmul_ex(rows, &cols, None, false, true, 1.0 / tau2)?, mask)?)?;
+        let log_t = unary(Unary::Log, &t)?;
+        Ok((t, log_t))
+    };
+    Ok([target(pj, qj)?, target(qj, pj)?])
+}
+
+/// MCLEA's IAL for one view: rows `pu`, `qu` `[B, d_v]` (unit length) against the minibatch's
+/// [`ial_targets`]. Direction a: the view's logits `[P Qᵀ | P Pᵀ]/τ₂` with the masked diagonal,
+/// `KL(target_a ‖ softmax(U_a))` averaged over the B·2B entries; direction b likewise with `[Q Pᵀ | Q Qᵀ]`;
 /// `α KL_a + (1 − α) KL_b`.
-#[allow(clippy::too_many_arguments)]
-pub fn ial(tape: &Tape, pu: &Var, qu: &Var, pj: &Tensor, qj: &Tensor, mask: &Tensor, tau2: f32, alpha: f32) -> Result<Var> {
+pub fn ial(tape: &Tape, pu: &Var, qu: &Var, targets: &[(Tensor, Tensor); 2], mask: &Tensor, tau2: f32, alpha: f32) -> Result<Var> {
     let b = pu.shape()[0];
-    let inv = 1.0 / tau2;
     let w = 1.0 / (b * 2 * b) as f32;
     let mut dirs = Vec::with_capacity(2);
-    for (rows_u, other_u, rows_j, other_j, weight) in [(pu, qu, pj, qj, alpha), (qu, pu, qj, pj, 1.0 - alpha)] {
+    for ((rows_u, other_u, weight), (target, log_target)) in [(pu, qu, alpha), (qu, pu, 1.0 - alpha)].into_iter().zip(targets) {
         let cols_u = rowad::concat_rows(tape, &[other_u, rows_u])?;
-        let cols_j = crate::ops::concat_rows(&[other_j, rows_j])?;
-        let target = softmax_rows(&add(&matmul_ex(rows_j, &cols_j, None, false, true, inv)?, mask)?)?;
-        let log_target = unary(Unary::Log, &target)?;
-        let logits = ad::add(tape, &ad::scale(tape, &ad::matmul(tape, rows_u, &cols_u, false, true)?, inv)?, &tape.constant(mask))?;
+        let logits = ad::add(tape, &ad::scale(tape, &ad::matmul(tape, rows_u, &cols_u, false, true)?, 1.0 / tau2)?, &tape.constant(mask))?;
         let log_p = ad::unary(tape, Unary::Log, &rowad::softmax_rows(tape, &logits)?)?;
-        let diff = ad::sub(tape, &tape.constant(&log_target), &log_p)?;
-        let kl = ad::sum(tape, &ad::mul(tape, &tape.constant(&target), &diff)?)?;
+        let diff = ad::sub(tape, &tape.constant(log_target), &log_p)?;
+        let kl = ad::sum(tape, &ad::mul(tape, &tape.constant(target), &diff)?)?;
         dirs.push(ad::scale(tape, &kl, weight * w)?);
     }
     ad::add_all(tape, &dirs)
