@@ -26,7 +26,7 @@ use crate::evaluate::{EvalOptions, EvalReport};
 use crate::model::checkpoint::EvalSettings;
 use crate::gpu::BROWSER_BINDING_LIMIT;
 use crate::model::align::normalized_blocks_blocking;
-use crate::model::{embed_blocks, tape_vars, AlignModel, Inputs, Params};
+use crate::model::{embed_blocks, tape_vars, AlignModel, Inputs, LossArgs, Params, RowDropout};
 use crate::ops::eval::{argmax_cols, argmax_rows, csls, mutual_nn, similarity_tiles_blocks};
 use crate::ops::AdamW;
 use crate::tensor::Tensor;
@@ -68,6 +68,10 @@ pub struct TrainConfig {
     /// reference code).
     #[serde(default)]
     pub il_csls: usize,
+    /// Dropout on the rows entering the loss, before normalisation (0: none, as LoginMEA; RREA and
+    /// Dual-AMN use 0.3). Masks are seeded by (seed, epoch, chunk).
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl TrainConfig {
@@ -90,6 +94,7 @@ impl TrainConfig {
                 sinkhorn_iters: 10,
                 negatives: 0,
                 il_csls: 0,
+                dropout: 0.0,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -107,6 +112,7 @@ impl TrainConfig {
                 sinkhorn_iters: 10,
                 negatives: 0,
                 il_csls: 0,
+                dropout: 0.0,
             },
         }
     }
@@ -118,6 +124,9 @@ impl TrainConfig {
         }
         if self.lr.is_nan() || self.lr <= 0.0 || self.lr.is_infinite() || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad(format!("lr must be positive and weight decay non-negative (got {}, {})", self.lr, self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout must be in [0, 1) (got {})", self.dropout));
         }
         Ok(())
     }
@@ -218,6 +227,9 @@ impl Trainer {
         if cfg.negatives > 0 && !model.supports_negatives() {
             return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for the InfoNCE loss only"));
         }
+        if cfg.dropout > 0.0 && !model.supports_dropout() {
+            return Err(Error::invalid("train", format!("row dropout (--dropout) is not implemented for `{}`", model.name())));
+        }
         if !model.trainable() && cfg.iterative {
             return Err(Error::invalid("train", format!("iterative learning is not available for `{}` (its checkpoints rebuild from the split's training pairs)", model.name())));
         }
@@ -271,6 +283,15 @@ impl Trainer {
         Ok(EpochStats { epoch: e, loss: loss_value, train_pairs: self.train_pairs.len(), il })
     }
 
+    /// The row dropout of the current epoch (None when [`TrainConfig::dropout`] is 0): seeded by (seed,
+    /// epoch), so repeated calls within an epoch, a resumed run and both backends use the same masks.
+    pub fn dropout(&self) -> Option<RowDropout> {
+        (self.cfg.dropout > 0.0).then(|| RowDropout {
+            p: self.cfg.dropout,
+            seed: self.cfg.seed ^ 0x6472_6f70_6f75_7421 ^ (self.epoch as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB),
+        })
+    }
+
     /// Epoch `e`'s extra negatives ([`TrainConfig::negatives`]): KG2 entities in no current training pair,
     /// drawn with a generator seeded by (seed, epoch), so a resumed run draws the same ones.
     pub fn sample_negatives(&self, e: usize) -> Vec<u32> {
@@ -291,7 +312,8 @@ impl Trainer {
         let tape = Tape::new();
         let (vars, map) = tape_vars(&tape, &self.params, true);
         let out = self.model.forward(&tape, &map, &self.inputs)?;
-        let loss = self.model.loss(&tape, &out, pairs, negatives, self.cfg.batch, self.inputs.n)?;
+        let args = LossArgs { pairs, negatives, batch: self.cfg.batch, n: self.inputs.n, dropout: self.dropout() };
+        let loss = self.model.loss(&tape, &out, &args)?;
         let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
         if !loss_value.is_finite() {
             return Ok((loss_value, Vec::new()));

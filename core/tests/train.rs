@@ -222,6 +222,56 @@ fn extra_negatives_are_deterministic_disjoint_from_training_and_change_the_loss(
 }
 
 #[test]
+fn row_dropout_masks_are_seeded_scaled_and_backends_agree() {
+    use mmea_core::model::RowDropout;
+    let d = RowDropout { p: 0.3, seed: 11 };
+    let m = host(&d.mask(&Device::Cpu, 2, 200, 150).unwrap());
+    assert_eq!(m, host(&d.mask(&Device::Cpu, 2, 200, 150).unwrap()), "the same block draws the same mask");
+    assert_ne!(m, host(&d.mask(&Device::Cpu, 3, 200, 150).unwrap()), "another block draws another mask");
+    let keep = 1.0 / 0.7;
+    assert!(m.iter().all(|&v| v == 0.0 || (v - keep).abs() < 1e-6), "mask values are 0 or 1/(1-p)");
+    let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
+    assert!((dropped - 0.3).abs() < 0.02, "dropped share {dropped} (30,000 draws)");
+
+    let (mc, mut c) = config();
+    c.epochs = 6;
+    let plain = trainer(&Device::Cpu, mc.clone(), c.clone());
+    c.dropout = 0.3;
+    let mut cpu = trainer(&Device::Cpu, mc.clone(), c.clone());
+    let pairs = cpu.split.train.clone();
+    let (l0, _) = plain.loss_and_gradients(&pairs, &[]).unwrap();
+    let (l1, _) = cpu.loss_and_gradients(&pairs, &[]).unwrap();
+    assert_eq!(l1, cpu.loss_and_gradients(&pairs, &[]).unwrap().0, "one epoch's masks are fixed");
+    assert!((l1 - l0).abs() > 1e-3 * l0, "dropout changes the loss: {l0} without, {l1} with");
+    let lc = epoch_losses(&mut cpu);
+    assert!(lc.last().unwrap() < &(lc[0] * 0.9), "the loss did not fall with dropout: {lc:?}");
+    let Some(g) = gpu() else { return };
+    assert_losses_agree(&lc, &epoch_losses(&mut trainer(&g, mc, c)), 1e-3);
+}
+
+#[test]
+fn row_dropout_gradients_match_finite_differences_and_other_models_refuse_it() {
+    let (mc, mut c) = config();
+    c.dropout = 0.3;
+    let mut tr = trainer(&Device::Cpu, mc, c.clone());
+    for _ in 0..2 {
+        tr.run_epoch().unwrap();
+    }
+    let params = ["ent", "rel", "a_j2", "enc.relation.b", "lmf.beta"];
+    let informative = check_gradients(&mut tr, &params);
+    assert!(informative + 1 >= params.len(), "only {informative} of {} parameters have gradients well above the tolerance", params.len());
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
+    let m = mclea_small().build(&inputs).unwrap();
+    let params = m.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 7).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 7);
+    let err = Trainer::new(m, inputs, c, split, params).err().expect("MCLEA-style with dropout is refused");
+    assert!(err.to_string().contains("dropout") && err.to_string().contains("mclea-style"), "{err}");
+}
+
+#[test]
 fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
     use mmea_core::model::align::normalized_blocks_blocking;
     use mmea_core::model::embed_blocks;

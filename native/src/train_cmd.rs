@@ -150,6 +150,10 @@ pub struct TrainArgs {
     /// cosine (0 = plain, as the reference code).
     #[arg(long, default_value_t = 0)]
     pub il_csls: usize,
+    /// Dropout on the rows entering the loss, before they are normalised (0 = off, as LoginMEA; RREA and
+    /// Dual-AMN use 0.3). LoginMEA, structure and RICEA-style only.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
     /// Evaluate every N epochs.
     #[arg(long)]
     pub eval_every: Option<usize>,
@@ -271,6 +275,7 @@ impl TrainArgs {
         t.il_step = self.il_step.unwrap_or(t.il_step);
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
         t.negatives = self.negatives;
+        t.dropout = self.dropout;
         t.il_csls = self.il_csls;
         t.seed = self.seed;
         let lm = LoginMeaConfig {

@@ -30,7 +30,7 @@ use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
 use super::params::Params;
-use super::{AlignModel, Output};
+use super::{AlignModel, LossArgs, Output};
 
 /// Scale of the non-seed entities' own labels relative to the seed labels.
 const NOISE: f64 = 1e-3;
@@ -134,7 +134,7 @@ impl AlignModel for LabelProp {
     }
 
     /// Nothing to learn: a zero loss.
-    fn loss(&self, tape: &Tape, out: &Output, _pairs: &[(u32, u32)], _negatives: &[u32], _batch: usize, _n: usize) -> Result<Var> {
+    fn loss(&self, tape: &Tape, out: &Output, _args: &LossArgs) -> Result<Var> {
         Ok(tape.constant(&Tensor::zeros(&out.blocks[0].value.device(), &[1])?))
     }
 

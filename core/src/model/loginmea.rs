@@ -38,6 +38,7 @@ use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
 use super::params::{Init, Params};
+use super::{LossArgs, RowDropout};
 
 /// How the modalities are fused for the joint graph encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,24 +286,25 @@ impl LoginMea {
         Ok(Output { blocks, block_names: names, omega, sigma: Some(sigma), attention: attention.unwrap_or_default(), extra: Vec::new() })
     }
 
-    /// The loss over `pairs` (KG1, KG2 indices) in chunks of `batch`: the sum of the chunks' mean losses
-    /// (the reference code accumulates the gradients of every chunk before one optimiser step). With
-    /// `negatives` (entity indices, none of them a positive), InfoNCE also contrasts every row against
-    /// them (not in LoginMEA; see `TrainConfig::negatives`).
-    pub fn loss(&self, tape: &Tape, blocks: &[Var], pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
-        if pairs.is_empty() {
+    /// The loss over `args.pairs` (KG1, KG2 indices) in chunks of `args.batch`: the sum of the chunks' mean
+    /// losses (the reference code accumulates the gradients of every chunk before one optimiser step). With
+    /// `args.negatives` (entity indices, none of them a positive), InfoNCE also contrasts every row against
+    /// them (not in LoginMEA; see `TrainConfig::negatives`); with `args.dropout`, the pairs' rows are
+    /// dropped out before they are normalised (not in LoginMEA; see `TrainConfig::dropout`).
+    pub fn loss(&self, tape: &Tape, blocks: &[Var], args: &LossArgs) -> Result<Var> {
+        if args.pairs.is_empty() {
             return Err(Error::invalid("LoginMea::loss", "no training pairs"));
         }
         let dev = blocks[0].value.device();
-        let neg = if negatives.is_empty() {
+        let neg = if args.negatives.is_empty() {
             None
         } else if self.config.loss != Loss::InfoNce {
             return Err(Error::invalid("LoginMea::loss", "extra negatives are implemented for the InfoNCE loss only"));
         } else {
-            Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, negatives, n)?)?)
+            Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, args.negatives, args.n)?)?)
         };
         let tau = self.config.tau;
-        chunked_joint_loss(tape, blocks, pairs, batch, n, |p, q| match (self.config.loss, &neg) {
+        chunked_joint_loss(tape, blocks, args, |p, q| match (self.config.loss, &neg) {
             (Loss::InfoNce, Some(nv)) => cad::info_nce_neg(tape, p, q, nv, tau),
             (Loss::InfoNce, None) => cad::info_nce(tape, p, q, tau),
             (Loss::Icl, _) => cad::icl(tape, p, q, tau, 0.5),
@@ -336,22 +338,17 @@ pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n
     Ok(())
 }
 
-/// The sum over chunks of `batch` pairs of `f(P, Q)`, P and Q the chunk's normalised joint rows (KG1 and
-/// KG2 sides): the reference code accumulates every chunk's gradient before one optimiser step.
-pub(crate) fn chunked_joint_loss(
-    tape: &Tape,
-    blocks: &[Var],
-    pairs: &[(u32, u32)],
-    batch: usize,
-    n: usize,
-    mut f: impl FnMut(&Var, &Var) -> Result<Var>,
-) -> Result<Var> {
+/// The sum over chunks of `args.batch` pairs of `f(P, Q)`, P and Q the chunk's normalised joint rows (KG1
+/// and KG2 sides, each dropped out first when `args.dropout` is set): the reference code accumulates every
+/// chunk's gradient before one optimiser step.
+pub(crate) fn chunked_joint_loss(tape: &Tape, blocks: &[Var], args: &LossArgs, mut f: impl FnMut(&Var, &Var) -> Result<Var>) -> Result<Var> {
     let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
     let mut terms = Vec::new();
-    for chunk in pairs.chunks(batch.max(1)) {
-        let (li, ri) = pair_sides(&dev, chunk, n)?;
-        let p = gather_joint(tape, blocks, &li)?;
-        let q = gather_joint(tape, blocks, &ri)?;
+    for (k, chunk) in args.pairs.chunks(args.batch.max(1)).enumerate() {
+        let (li, ri) = pair_sides(&dev, chunk, args.n)?;
+        let k = k as u64;
+        let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, 2 * k)))?;
+        let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, 2 * k + 1)))?;
         terms.push(f(&p, &q)?);
     }
     ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
@@ -420,9 +417,20 @@ pub(crate) fn pair_sides(dev: &Device, pairs: &[(u32, u32)], n: usize) -> Result
 
 /// `n̂([B_1[idx] | B_2[idx] | …])`: the rows `idx` of the joint embedding, L2-normalised.
 pub fn gather_joint(tape: &Tape, blocks: &[Var], idx: &SegmentIndex) -> Result<Var> {
+    gather_joint_dropout(tape, blocks, idx, None)
+}
+
+/// [`gather_joint`], with the concatenated rows multiplied by mask number `k` of `dropout` before they
+/// are normalised.
+pub(crate) fn gather_joint_dropout(tape: &Tape, blocks: &[Var], idx: &SegmentIndex, dropout: Option<(RowDropout, u64)>) -> Result<Var> {
     let parts: Vec<Var> = blocks.iter().map(|b| sad::gather_rows(tape, b, idx)).collect::<Result<_>>()?;
     let refs: Vec<&Var> = parts.iter().collect();
-    let cat = if refs.len() == 1 { parts[0].clone() } else { rowad::concat_cols(tape, &refs)? };
+    let mut cat = if refs.len() == 1 { parts[0].clone() } else { rowad::concat_cols(tape, &refs)? };
+    if let Some((d, k)) = dropout {
+        let (rows, cols) = cat.value.dims2("dropout")?;
+        let mask = tape.constant(&d.mask(&cat.value.device(), k, rows, cols)?);
+        cat = ad::mul(tape, &cat, &mask)?;
+    }
     rowad::l2_normalize(tape, &cat)
 }
 
@@ -446,10 +454,13 @@ impl super::AlignModel for LoginMea {
     fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
         LoginMea::forward_explained(self, tape, vars, inputs)
     }
-    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
-        LoginMea::loss(self, tape, &out.blocks, pairs, negatives, batch, n)
+    fn loss(&self, tape: &Tape, out: &Output, args: &LossArgs) -> Result<Var> {
+        LoginMea::loss(self, tape, &out.blocks, args)
     }
     fn supports_negatives(&self) -> bool {
         self.config.loss == Loss::InfoNce
+    }
+    fn supports_dropout(&self) -> bool {
+        true
     }
 }

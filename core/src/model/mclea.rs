@@ -42,7 +42,7 @@ use crate::tensor::{Device, Tensor};
 use super::inputs::{Inputs, Modality};
 use super::loginmea::{gat_layer, gather_joint, pair_sides, var};
 use super::params::{Init, Params};
-use super::{AlignModel, Output};
+use super::{AlignModel, LossArgs, Output};
 
 /// The shared multi-view encoder's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -384,13 +384,17 @@ impl AlignModel for MultiView {
         self.forward_impl(tape, vars, inputs)
     }
 
-    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
+    fn loss(&self, tape: &Tape, out: &Output, args: &LossArgs) -> Result<Var> {
+        let LossArgs { pairs, negatives, batch, n, dropout } = *args;
         let op = self.name();
         if pairs.is_empty() {
             return Err(Error::invalid(op, "no training pairs"));
         }
         if !negatives.is_empty() {
             return Err(Error::invalid(op, "extra negatives are not implemented for this model"));
+        }
+        if dropout.is_some() {
+            return Err(Error::invalid(op, "row dropout is not implemented for this model"));
         }
         match &self.objective {
             Objective::Mclea(c) => {

@@ -45,7 +45,7 @@ use crate::tensor::{Device, Tensor};
 use super::inputs::{Inputs, Modality};
 use super::loginmea::{gather_joint, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
-use super::{AlignModel, Output};
+use super::{AlignModel, LossArgs, Output};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MimeaConfig {
@@ -185,13 +185,17 @@ impl AlignModel for Mimea {
         self.forward_impl(tape, vars, inputs, true)
     }
 
-    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
+    fn loss(&self, tape: &Tape, out: &Output, args: &LossArgs) -> Result<Var> {
+        let LossArgs { pairs, negatives, batch, n, dropout } = *args;
         const OP: &str = "MIMEA-style loss";
         if pairs.is_empty() {
             return Err(Error::invalid(OP, "no training pairs"));
         }
         if !negatives.is_empty() {
             return Err(Error::invalid(OP, "extra negatives are not implemented for this model"));
+        }
+        if dropout.is_some() {
+            return Err(Error::invalid(OP, "row dropout is not implemented for this model"));
         }
         let c = &self.config;
         let dev = out.blocks[0].value.device();

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Tape, Var};
+use crate::data::rng::Rng;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::tensor::{Device, Tensor};
@@ -65,6 +66,42 @@ impl Output {
     }
 }
 
+/// Dropout on the rows that enter the training loss, before they are L2-normalised (RREA and Dual-AMN drop
+/// 30% of their final features during training; LoginMEA uses none). Each element is zeroed with
+/// probability `p` and the others are scaled by `1/(1 − p)`. The masks are drawn on the host from a
+/// generator seeded by `seed` and the block number, so a resumed run and both backends see the same masks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowDropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl RowDropout {
+    /// The mask of gathered row block number `k` (`[rows, cols]`) on `device`.
+    pub fn mask(&self, device: &Device, k: u64, rows: usize, cols: usize) -> Result<Tensor> {
+        let mut rng = Rng::new(self.seed ^ (k + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+        let keep = 1.0 / (1.0 - self.p);
+        let p = self.p as f64;
+        let v: Vec<f32> = (0..rows * cols).map(|_| if rng.next_f64() < p { 0.0 } else { keep }).collect();
+        Tensor::from_f32(device, v, &[rows, cols])
+    }
+}
+
+/// What one evaluation of the training loss covers.
+#[derive(Clone, Copy, Debug)]
+pub struct LossArgs<'a> {
+    /// Training pairs (KG1, KG2 indices), in the epoch's order.
+    pub pairs: &'a [(u32, u32)],
+    /// Extra KG2 negatives (InfoNCE models only; empty otherwise).
+    pub negatives: &'a [u32],
+    /// Pairs per loss chunk.
+    pub batch: usize,
+    /// Entities in both KGs.
+    pub n: usize,
+    /// Dropout on the loss rows (models with [`AlignModel::supports_dropout`] only).
+    pub dropout: Option<RowDropout>,
+}
+
 /// What the trainer, the checkpoint commands and the browser demo need of a model.
 pub trait AlignModel {
     /// The name recorded in run specs and checkpoints (`model_name`).
@@ -79,10 +116,15 @@ pub trait AlignModel {
     fn forward_explained(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs) -> Result<Output> {
         self.forward(tape, vars, inputs)
     }
-    /// The training loss over `pairs` in chunks of `batch`, with optional extra KG2 `negatives`.
-    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var>;
+    /// The training loss over `args.pairs` in chunks of `args.batch`, with optional extra KG2 negatives and
+    /// row dropout.
+    fn loss(&self, tape: &Tape, out: &Output, args: &LossArgs) -> Result<Var>;
     /// Whether [`AlignModel::loss`] accepts extra negatives.
     fn supports_negatives(&self) -> bool {
+        false
+    }
+    /// Whether [`AlignModel::loss`] accepts row dropout.
+    fn supports_dropout(&self) -> bool {
         false
     }
     /// The seed pairs (training pairs), for models whose forward pass reads them (training-free ones).

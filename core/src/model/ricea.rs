@@ -35,7 +35,7 @@ use crate::tensor::Device;
 use super::inputs::{Inputs, Modality};
 use super::loginmea::{chunked_joint_loss, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
-use super::{AlignModel, Output};
+use super::{AlignModel, LossArgs, Output};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RiceaConfig {
@@ -182,15 +182,19 @@ impl AlignModel for Ricea {
         self.forward_impl(tape, vars, inputs, true)
     }
 
-    fn loss(&self, tape: &Tape, out: &Output, pairs: &[(u32, u32)], negatives: &[u32], batch: usize, n: usize) -> Result<Var> {
+    fn loss(&self, tape: &Tape, out: &Output, args: &LossArgs) -> Result<Var> {
         const OP: &str = "RICEA-style loss";
-        if pairs.is_empty() {
+        if args.pairs.is_empty() {
             return Err(Error::invalid(OP, "no training pairs"));
         }
-        if !negatives.is_empty() {
+        if !args.negatives.is_empty() {
             return Err(Error::invalid(OP, "extra negatives are not implemented for this model"));
         }
         let tau = self.config.tau;
-        chunked_joint_loss(tape, &out.blocks, pairs, batch, n, |p, q| cad::info_nce(tape, p, q, tau))
+        chunked_joint_loss(tape, &out.blocks, args, |p, q| cad::info_nce(tape, p, q, tau))
+    }
+
+    fn supports_dropout(&self) -> bool {
+        true
     }
 }
