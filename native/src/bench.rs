@@ -19,8 +19,11 @@ struct Case {
 
 use mmea_core::selfcheck::test_data as data;
 
+/// Directed edges (head, tail) and, per edge, its relation mixture (relation id, weight).
+type RandomGraph = (Vec<(u32, u32)>, Vec<Vec<(u32, f32)>>);
+
 /// A random relation graph with about `edges` directed edges over `n` entities and `rels` relations.
-fn random_graph(n: usize, edges: usize, rels: usize) -> (Vec<(u32, u32)>, Vec<Vec<(u32, f32)>>) {
+fn random_graph(n: usize, edges: usize, rels: usize) -> RandomGraph {
     let mut s: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move |m: usize| {
         s ^= s << 13;

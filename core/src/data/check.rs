@@ -252,10 +252,9 @@ fn kg_counts(ds: &Dataset) -> [KgCounts; 2] {
 }
 
 fn modality_share(ds: &Dataset, modality: &str, with: [usize; 2], consequence: &str, diag: &mut Diagnostics) {
-    for k in 0..2 {
-        let n = ds.num_entities[k];
-        if with[k] < n {
-            let miss = n - with[k];
+    for (k, (&n, &have)) in ds.num_entities.iter().zip(with.iter()).enumerate() {
+        if have < n {
+            let miss = n - have;
             diag.dataset(
                 Severity::Warning,
                 ProblemKind::ModalityMissing,
@@ -296,8 +295,8 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
         *deg[0].entry(a).or_insert(0) += 1;
         *deg[1].entry(b).or_insert(0) += 1;
     }
-    for k in 0..2 {
-        let mut multi: Vec<(u32, usize)> = deg[k].iter().filter(|(_, &c)| c > 1).map(|(&e, &c)| (e, c)).collect();
+    for (k, deg_k) in deg.iter().enumerate() {
+        let mut multi: Vec<(u32, usize)> = deg_k.iter().filter(|(_, &c)| c > 1).map(|(&e, &c)| (e, c)).collect();
         multi.sort_unstable();
         for &(e, c) in multi.iter() {
             diag.dataset(Severity::Warning, ProblemKind::LinkNotOneToOne, format!("KG{} entity {} is in {c} links", k + 1, show(e)));
@@ -323,10 +322,10 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
         for (k, w) in with.iter_mut().enumerate() {
             *w = ds.kg_range(k).filter(|&i| !a.per_entity[i].is_empty()).count();
         }
-        for k in 0..2 {
+        for (k, w) in with.iter_mut().enumerate() {
             if !a.files[k] {
                 diag.dataset(Severity::Warning, ProblemKind::ModalityMissing, format!("attributes: KG{} has no attribute file; all its entities lack attributes", k + 1));
-                with[k] = ds.num_entities[k];
+                *w = ds.num_entities[k];
             }
         }
         modality_share(ds, "attributes", with, "their bag-of-attributes rows are zero", diag);

@@ -461,8 +461,11 @@ pub(crate) struct Build {
     /// (local KG1, local KG2)
     pub links: Vec<(u32, u32)>,
     /// train, dev, test in local pairs, and where they came from.
-    pub split: Option<([Vec<(u32, u32)>; 3], String)>,
+    pub split: Option<(SplitPairs, String)>,
 }
+
+/// Train, dev and test pairs (local KG1, local KG2 indices).
+pub type SplitPairs = [Vec<(u32, u32)>; 3];
 
 impl Build {
     pub fn attr(&mut self, name: &str) -> u32 {

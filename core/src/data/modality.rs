@@ -155,7 +155,7 @@ impl RawFeatures {
     }
 
     fn new(path: &str, ids: Vec<String>, dim: usize, data: Vec<f32>) -> Result<RawFeatures> {
-        let rows = if dim == 0 { 0 } else { data.len() / dim };
+        let rows = data.len().checked_div(dim).unwrap_or(0);
         if ids.len() != rows {
             return Err(fmt_err(path, format!("{} ids for {rows} feature rows", ids.len())));
         }

@@ -17,6 +17,8 @@ use super::files::{FileSource, MemFiles};
 use super::split::Split;
 use super::{each_line, empty_file, fields, optional, required, Build, Dataset, LoadOptions};
 
+// The loops over the two KGs index several per-KG arrays (`closed`, `b.kgs`) by k, inside closures too.
+#[allow(clippy::needless_range_loop)]
 pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnostics) -> Option<Build> {
     let mut b = Build::default();
     let req = ["triples_1.tsv", "triples_2.tsv", "links.tsv"];
