@@ -157,6 +157,11 @@ fn resume_repeats_an_uninterrupted_run() {
 
 /// A trainer for any model config on the demo pair (seed 7, 10% dev as `mmea train`).
 fn trainer_for(device: &Device, model: &mmea_core::model::ModelConfig, cfg: TrainConfig) -> Trainer {
+    try_trainer_for(device, model, cfg).unwrap()
+}
+
+/// [`trainer_for`], returning the trainer's refusal instead of panicking.
+fn try_trainer_for(device: &Device, model: &mmea_core::model::ModelConfig, cfg: TrainConfig) -> mmea_core::Result<Trainer> {
     let ds = data::demo().unwrap();
     let features = data::build_features(&ds, &FeatureOptions::default());
     let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &Default::default()).unwrap();
@@ -164,7 +169,7 @@ fn trainer_for(device: &Device, model: &mmea_core::model::ModelConfig, cfg: Trai
     split.carve_dev(0.1, cfg.seed);
     let m = model.build(&inputs).unwrap();
     let params = m.init(device, inputs.n, inputs.graph.num_rel(), cfg.seed).unwrap();
-    Trainer::new(m, inputs, cfg, split, params).unwrap()
+    Trainer::new(m, inputs, cfg, split, params)
 }
 
 #[test]
@@ -209,15 +214,8 @@ fn extra_negatives_are_deterministic_disjoint_from_training_and_change_the_loss(
     assert!(l1 > l0, "more negatives make the InfoNCE loss larger: {l0} then {l1}");
     assert!(g1.iter().all(Option::is_some));
     // ICL does not take them.
-    let icl = LoginMeaConfig { loss: mmea_core::model::Loss::Icl, ..m };
-    let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions::default());
-    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
-    let model = LoginMea::new(icl, &inputs).unwrap();
-    let params = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 7).unwrap();
-    let mut split = ds.split.clone().unwrap();
-    split.carve_dev(0.1, 7);
-    let err = Trainer::new(Box::new(model), inputs, c, split, params).err().expect("ICL with negatives is refused");
+    let icl = mmea_core::model::ModelConfig::LoginMea(LoginMeaConfig { loss: mmea_core::model::Loss::Icl, ..m });
+    let err = try_trainer_for(&Device::Cpu, &icl, c).err().expect("ICL with negatives is refused");
     assert!(err.to_string().contains("negatives"), "{err}");
 }
 
@@ -260,14 +258,7 @@ fn row_dropout_gradients_match_finite_differences_and_other_models_refuse_it() {
     let params = ["ent", "rel", "a_j2", "enc.relation.b", "lmf.beta"];
     let informative = check_gradients(&mut tr, &params);
     assert!(informative + 1 >= params.len(), "only {informative} of {} parameters have gradients well above the tolerance", params.len());
-    let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions::default());
-    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
-    let m = mclea_small().build(&inputs).unwrap();
-    let params = m.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), 7).unwrap();
-    let mut split = ds.split.clone().unwrap();
-    split.carve_dev(0.1, 7);
-    let err = Trainer::new(m, inputs, c, split, params).err().expect("MCLEA-style with dropout is refused");
+    let err = try_trainer_for(&Device::Cpu, &mclea_small(), c).err().expect("MCLEA-style with dropout is refused");
     assert!(err.to_string().contains("dropout") && err.to_string().contains("mclea-style"), "{err}");
 }
 

@@ -320,13 +320,12 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
     if let Some(a) = &ds.attributes {
         let mut with = [0usize; 2];
         for (k, w) in with.iter_mut().enumerate() {
-            *w = ds.kg_range(k).filter(|&i| !a.per_entity[i].is_empty()).count();
-        }
-        for (k, w) in with.iter_mut().enumerate() {
-            if !a.files[k] {
+            *w = if a.files[k] {
+                ds.kg_range(k).filter(|&i| !a.per_entity[i].is_empty()).count()
+            } else {
                 diag.dataset(Severity::Warning, ProblemKind::ModalityMissing, format!("attributes: KG{} has no attribute file; all its entities lack attributes", k + 1));
-                *w = ds.num_entities[k];
-            }
+                ds.num_entities[k]
+            };
         }
         modality_share(ds, "attributes", with, "their bag-of-attributes rows are zero", diag);
     }
