@@ -2,7 +2,8 @@
 //! (LoginMEA by default) on a real dataset, with each epoch's loss (the backends' losses should agree), on
 //! each backend available (the CPU always; wgpu when an adapter exists, unless `--backend
 //! cpu`). Medians of `--runs` epochs after one warm-up epoch; the evaluation is the final one of a run
-//! (all entities forward, test pairs: plain, CSLS and Sinkhorn, both directions). A benchmark, not a test.
+//! (all entities forward, test pairs: plain, CSLS and Sinkhorn, both directions), skipped with `--no-eval`. A
+//! benchmark, not a test.
 
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use crate::bench::median;
 use crate::setup;
 use crate::train_cmd::{device_name, ModelArg, TrainArgs};
 
-pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg) -> Result<()> {
+pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, eval: bool) -> Result<()> {
     let mut args = TrainArgs::demo();
     args.data = data.to_string();
     args.model = model;
@@ -60,19 +61,29 @@ pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg) -> Result
             epochs.push(t0.elapsed().as_secs_f64());
             eprintln!("  [{}] epoch: {:.2} s, loss {:.6}", device_name(&dev), epochs.last().copied().unwrap_or_default(), stats.loss);
         }
-        let t0 = Instant::now();
-        let params = tr.params.clone();
-        tr.evaluate_on(&params, &tr.split.test, true)?;
-        let eval = t0.elapsed().as_secs_f64();
-        eprintln!("  [{}] full evaluation: {eval:.2} s", device_name(&dev));
+        let eval = if eval {
+            let t0 = Instant::now();
+            let params = tr.params.clone();
+            tr.evaluate_on(&params, &tr.split.test, true)?;
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!("  [{}] full evaluation: {secs:.2} s", device_name(&dev));
+            Some(secs)
+        } else {
+            None
+        };
         rows.push((device_name(&dev), median(epochs), eval));
     }
     println!("{:<48} {:>12} {:>16}", "backend", "s / epoch", "s / evaluation");
     for (name, e, v) in &rows {
-        println!("{name:<48} {e:>12.2} {v:>16.2}");
+        let v = v.map_or_else(|| "skipped".to_string(), |v| format!("{v:.2}"));
+        println!("{name:<48} {e:>12.2} {v:>16}");
     }
-    if rows.len() == 2 {
-        println!("wgpu / CPU time: epoch {:.2}x, evaluation {:.2}x", rows[1].1 / rows[0].1, rows[1].2 / rows[0].2);
+    if let [cpu, gpu] = rows.as_slice() {
+        print!("wgpu / CPU time: epoch {:.2}x", gpu.1 / cpu.1);
+        match (cpu.2, gpu.2) {
+            (Some(c), Some(g)) => println!(", evaluation {:.2}x", g / c),
+            _ => println!(),
+        }
     }
     Ok(())
 }
