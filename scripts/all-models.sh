@@ -8,8 +8,9 @@
 #   DATA_ROOT  where dbp15k/ and fb237_db15k/ are (default ../shared/data)
 #   EPOCHS     per run (default 60)
 #   BACKEND    auto | wgpu | cpu (default auto: a hardware GPU when there is one)
-# Cost: on a 2-core CPU a DBP15K run takes 10-20 minutes per 60 epochs and an fb237_db15k run about as
-# long; 6 trained models x 6 settings is more than a day there, far less on a GPU.
+# Cost, measured on a 2-core CPU with two runs at a time: 5-25 minutes per 60-epoch run (structure-only and
+# RICEA-style fastest, MIMEA/EVA-style slowest), label-prop under a minute; the 42 runs take about 8 hours
+# there, far less on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-../shared/data}
