@@ -9,8 +9,8 @@
 #   EPOCHS     per run (default 60)
 #   BACKEND    auto | wgpu | cpu (default auto: a hardware GPU when there is one)
 # Cost, measured on a 2-core CPU with two runs at a time: 5-25 minutes per 60-epoch run (structure-only and
-# RICEA-style fastest, MIMEA/EVA-style slowest), label-prop under a minute; the 42 runs take about 8 hours
-# there, far less on a GPU.
+# RICEA-style fastest, LoginMEA and MIMEA/EVA-style slowest), label-prop under a minute; the 42 runs take
+# 4-5 hours there two at a time (the script runs one at a time), far less on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-../shared/data}
