@@ -14,7 +14,7 @@ use crate::bench::median;
 use crate::setup;
 use crate::train_cmd::{device_name, ModelArg, TrainArgs};
 
-pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, eval: bool) -> Result<()> {
+pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, with_eval: bool) -> Result<()> {
     let mut args = TrainArgs::demo();
     args.data = data.to_string();
     args.model = model;
@@ -61,7 +61,7 @@ pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, eval: boo
             epochs.push(t0.elapsed().as_secs_f64());
             eprintln!("  [{}] epoch: {:.2} s, loss {:.6}", device_name(&dev), epochs.last().copied().unwrap_or_default(), stats.loss);
         }
-        let eval = if eval {
+        let eval = if with_eval {
             let t0 = Instant::now();
             let params = tr.params.clone();
             tr.evaluate_on(&params, &tr.split.test, true)?;
