@@ -8,7 +8,7 @@
 #   DATA_ROOT  where dbp15k/ and fb237_db15k/ are (default ../shared/data)
 #   EPOCHS     per run (default 60)
 #   BACKEND    auto | wgpu | cpu (default auto: a hardware GPU when there is one)
-# Cost, measured on a 2-core CPU with two runs at a time: 5-25 minutes per 60-epoch run (structure-only and
+# Cost, measured on a 2-core CPU with two runs at a time: 5-27 minutes per 60-epoch run (structure-only and
 # RICEA-style fastest, LoginMEA and MIMEA/EVA-style slowest), label-prop under a minute; the 42 runs take
 # 4-5 hours there two at a time (the script runs one at a time), far less on a GPU.
 set -euo pipefail
