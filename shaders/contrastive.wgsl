@@ -3,8 +3,10 @@
 // InfoNCE, 2B for ICL: the cross block and the intra block side by side); this kernel turns each row into
 // its loss and its gradient row, in place.
 //
-// For global row g = row0 + i:  gold column = gold_off + g;  masked column = mask_off + g when has_mask
-// (the intra-KG diagonal, i.e. the -1e9 I of the reference, which contributes exactly 0 here).
+// For global row g = row0 + i:  gold column = gold_off + g;  masked columns = mask_off + g when bit 0 of
+// has_mask is set (the intra-KG diagonal, i.e. the -1e9 I of the reference, which contributes exactly 0 here)
+// and mask2_off + g when bit 1 is set (the normalised hard-sample loss masks both the gold and the row's own
+// entity: its lse runs over the negatives only).
 //   lse_i      = max_j S_ij + log Σ_{j unmasked} exp(S_ij − max_j S_ij)       (stable: never exp of a positive)
 //   loss[i]    = weight · (lse_i − S_i,gold)
 //   S_ij  <-  G_ij = weight · (exp(S_ij − lse_i) − [j = gold]),   G_i,mask = 0
@@ -26,7 +28,7 @@ struct Params {
     mask_off: u32,
     has_mask: u32,
     weight: f32,
-    _pad: u32,
+    mask2_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,13 +45,14 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let base = row * p.cols;
     let g_row = p.row0 + row;
     let gold = p.gold_off + g_row;
-    let mask = select(0xffffffffu, p.mask_off + g_row, p.has_mask != 0u);
+    let mask = select(0xffffffffu, p.mask_off + g_row, (p.has_mask & 1u) != 0u);
+    let mask2 = select(0xffffffffu, p.mask2_off + g_row, (p.has_mask & 2u) != 0u);
     // Read before any invocation overwrites the row (writes come after the barriers below).
     let s_gold = s[base + gold];
 
     var mx = -3.0e38;
     for (var j = lid.x; j < p.cols; j += 256u) {
-        if j != mask { mx = max(mx, s[base + j]); }
+        if j != mask && j != mask2 { mx = max(mx, s[base + j]); }
     }
     red[lid.x] = mx;
     workgroupBarrier();
@@ -62,7 +65,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
     var sum = 0.0;
     for (var j = lid.x; j < p.cols; j += 256u) {
-        if j != mask { sum += exp(s[base + j] - row_max); }
+        if j != mask && j != mask2 { sum += exp(s[base + j] - row_max); }
     }
     red[lid.x] = sum;
     workgroupBarrier();
@@ -74,7 +77,7 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
     for (var j = lid.x; j < p.cols; j += 256u) {
         var g = 0.0;
-        if j != mask { g = exp(min(s[base + j] - lse, 0.0)); }
+        if j != mask && j != mask2 { g = exp(min(s[base + j] - lse, 0.0)); }
         if j == gold { g -= 1.0; }
         s[base + j] = p.weight * g;
     }

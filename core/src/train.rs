@@ -61,7 +61,8 @@ pub struct TrainConfig {
     pub sinkhorn_eps: f32,
     pub sinkhorn_iters: usize,
     /// Extra negatives per epoch for InfoNCE (0: in-batch negatives only, as LoginMEA): this many KG2
-    /// entities drawn afresh each epoch from those in no training pair, shared by every chunk.
+    /// entities drawn afresh each epoch from those in no training pair, shared by every chunk. For the NHS
+    /// loss, 0 means every entity (Dual-AMN) and K > 0 this many entities of either KG in no training pair.
     #[serde(default)]
     pub negatives: usize,
     /// Iterative learning's mutual nearest neighbours on CSLS scores with this k (0: plain cosine, as the
@@ -225,7 +226,7 @@ impl Trainer {
             return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
         }
         if cfg.negatives > 0 && !model.supports_negatives() {
-            return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for the InfoNCE loss only"));
+            return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for LoginMEA's InfoNCE and NHS losses only"));
         }
         if cfg.dropout > 0.0 && !model.supports_dropout() {
             return Err(Error::invalid("train", format!("row dropout (--dropout) is not implemented for `{}`", model.name())));
@@ -298,8 +299,10 @@ impl Trainer {
         if self.cfg.negatives == 0 {
             return Vec::new();
         }
-        let used: HashSet<u32> = self.train_pairs.iter().map(|p| p.1).collect();
-        let mut pool: Vec<u32> = (self.inputs.n1 as u32..self.inputs.n as u32).filter(|j| !used.contains(j)).collect();
+        let both = self.model.negatives_from_both_kgs();
+        let used: HashSet<u32> = self.train_pairs.iter().flat_map(|p| if both { vec![p.0, p.1] } else { vec![p.1] }).collect();
+        let first = if both { 0 } else { self.inputs.n1 as u32 };
+        let mut pool: Vec<u32> = (first..self.inputs.n as u32).filter(|j| !used.contains(j)).collect();
         Rng::new(self.cfg.seed ^ 0x6e65_6761_7469_7665 ^ (e as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)).shuffle(&mut pool);
         pool.truncate(self.cfg.negatives);
         pool

@@ -669,3 +669,36 @@ fn nca_and_ial_equal_host_references() {
     assert!(want > 1e-4, "an informative KL: {want}");
     assert!((got - want).abs() < 1e-3 * want + 1e-7, "IAL {got} vs host {want}");
 }
+
+// ---- Dual-AMN's NHS loss (`--loss nhs`) ---------------------------------------------------------------
+
+#[test]
+fn nhs_loss_trains_on_both_backends_and_samples_negatives_from_both_kgs() {
+    use mmea_core::model::{Loss, ModelConfig};
+    let (m, mut c) = config();
+    c.epochs = 10;
+    let mc = ModelConfig::LoginMea(LoginMeaConfig { loss: Loss::Nhs, ..m });
+    // Every entity as a negative (Dual-AMN): the loss falls and the model learns something.
+    let mut cpu = trainer_for(&Device::Cpu, &mc, c.clone());
+    let lc = epoch_losses(&mut cpu);
+    assert!(lc.last().unwrap() < &(lc[0] - 50.0), "the NHS loss did not fall: {lc:?}");
+    let h1 = cpu.evaluate_on(&cpu.params.clone(), &cpu.split.test.clone(), false).unwrap().csls.unwrap().l2r.hits1;
+    assert!(h1 > 0.2, "NHS test H@1 {h1}");
+    // Sampled negatives come from both KGs, from no training pair, and change the loss.
+    let mut cn = c.clone();
+    cn.negatives = 300;
+    let tr = trainer_for(&Device::Cpu, &mc, cn);
+    let a = tr.sample_negatives(2);
+    assert_eq!(a.len(), 300);
+    let used: std::collections::HashSet<u32> = tr.train_pairs.iter().flat_map(|p| [p.0, p.1]).collect();
+    assert!(a.iter().all(|j| !used.contains(j)), "negatives are in no training pair");
+    assert!(a.iter().any(|&j| (j as usize) < tr.inputs.n1) && a.iter().any(|&j| j as usize >= tr.inputs.n1), "both KGs are drawn from");
+    let pairs = tr.split.train.clone();
+    let (l_all, _) = tr.loss_and_gradients(&pairs, &[]).unwrap();
+    let (l_some, g) = tr.loss_and_gradients(&pairs, &a).unwrap();
+    assert!(l_all.is_finite() && l_some.is_finite() && l_all != l_some, "{l_all} vs {l_some}");
+    assert!(g.iter().all(Option::is_some));
+    let Some(gd) = gpu() else { return };
+    let mut gt = trainer_for(&gd, &mc, c);
+    assert_losses_agree(&lc, &epoch_losses(&mut gt), 1e-3);
+}

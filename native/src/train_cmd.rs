@@ -89,6 +89,9 @@ pub enum LossArg {
     Infonce,
     /// MCLEA's intra-modal contrastive loss (both directions, intra-KG negatives).
     Icl,
+    /// Dual-AMN's normalised hard-sample mining: both directions against every entity, per-row standardised
+    /// logits × 30, the positive outside the log-sum-exp (not in LoginMEA; τ unused).
+    Nhs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -297,6 +300,7 @@ impl TrainArgs {
             loss: match self.loss {
                 LossArg::Infonce => Loss::InfoNce,
                 LossArg::Icl => Loss::Icl,
+                LossArg::Nhs => Loss::Nhs,
             },
         };
         let model = match self.model {

@@ -75,7 +75,14 @@ pub enum Loss {
     InfoNce,
     /// MCLEA's ICL (both directions plus intra-KG negatives), α = 0.5.
     Icl,
+    /// Dual-AMN's normalised hard-sample mining: both directions against every entity of both KGs, logits
+    /// standardised per row and scaled by λ = 30, the positive outside the log-sum-exp
+    /// ([`crate::ops::nhs`]; τ is not used). Not in LoginMEA.
+    Nhs,
 }
+
+/// Dual-AMN's λ for [`Loss::Nhs`].
+pub const NHS_LAMBDA: f32 = 30.0;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoginMeaConfig {
@@ -298,16 +305,22 @@ impl LoginMea {
         let dev = blocks[0].value.device();
         let neg = if args.negatives.is_empty() {
             None
-        } else if self.config.loss != Loss::InfoNce {
-            return Err(Error::invalid("LoginMea::loss", "extra negatives are implemented for the InfoNCE loss only"));
+        } else if self.config.loss == Loss::Icl {
+            return Err(Error::invalid("LoginMea::loss", "extra negatives are implemented for the InfoNCE and NHS losses only"));
+        } else if self.config.loss == Loss::Nhs {
+            None
         } else {
             Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, args.negatives, args.n)?)?)
         };
         let tau = self.config.tau;
+        if self.config.loss == Loss::Nhs {
+            return nhs_loss(tape, blocks, args);
+        }
         chunked_joint_loss(tape, blocks, args, |p, q| match (self.config.loss, &neg) {
             (Loss::InfoNce, Some(nv)) => cad::info_nce_neg(tape, p, q, nv, tau),
             (Loss::InfoNce, None) => cad::info_nce(tape, p, q, tau),
             (Loss::Icl, _) => cad::icl(tape, p, q, tau, 0.5),
+            (Loss::Nhs, _) => Err(Error::invalid("LoginMea::loss", "internal: NHS is handled above")),
         })
     }
 }
@@ -350,6 +363,41 @@ pub(crate) fn chunked_joint_loss(tape: &Tape, blocks: &[Var], args: &LossArgs, m
         let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, 2 * k)))?;
         let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, 2 * k + 1)))?;
         terms.push(f(&p, &q)?);
+    }
+    ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
+}
+
+/// [`Loss::Nhs`] summed over chunks of `args.batch` pairs: per chunk, the pairs' rows against the chunk's own
+/// entities and every other entity (Dual-AMN), or, with `args.negatives`, those sampled entities (in no
+/// training pair) instead of all others; each side dropped out first when `args.dropout` is set.
+fn nhs_loss(tape: &Tape, blocks: &[Var], args: &LossArgs) -> Result<Var> {
+    let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
+    let mut terms = Vec::new();
+    let mut in_chunk = vec![false; args.n];
+    for (k, chunk) in args.pairs.chunks(args.batch.max(1)).enumerate() {
+        let (li, ri) = pair_sides(&dev, chunk, args.n)?;
+        let k = k as u64;
+        let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, 3 * k)))?;
+        let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, 3 * k + 1)))?;
+        in_chunk.iter_mut().for_each(|f| *f = false);
+        for &(a, b) in chunk {
+            for e in [a, b] {
+                if let Some(f) = in_chunk.get_mut(e as usize) {
+                    *f = true;
+                }
+            }
+        }
+        let others: Vec<u32> = if args.negatives.is_empty() {
+            (0..args.n as u32).filter(|&e| !in_chunk[e as usize]).collect()
+        } else {
+            args.negatives.iter().copied().filter(|&e| !in_chunk.get(e as usize).copied().unwrap_or(true)).collect()
+        };
+        let nv = if others.is_empty() {
+            tape.constant(&Tensor::zeros(&dev, &[0, p.value.shape()[1]])?)
+        } else {
+            gather_joint_dropout(tape, blocks, &SegmentIndex::from_indices(&dev, &others, args.n)?, args.dropout.map(|d| (d, 3 * k + 2)))?
+        };
+        terms.push(cad::nhs(tape, &p, &q, &nv, NHS_LAMBDA)?);
     }
     ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
 }
@@ -458,7 +506,10 @@ impl super::AlignModel for LoginMea {
         LoginMea::loss(self, tape, &out.blocks, args)
     }
     fn supports_negatives(&self) -> bool {
-        self.config.loss == Loss::InfoNce
+        matches!(self.config.loss, Loss::InfoNce | Loss::Nhs)
+    }
+    fn negatives_from_both_kgs(&self) -> bool {
+        self.config.loss == Loss::Nhs
     }
     fn supports_dropout(&self) -> bool {
         true

@@ -123,6 +123,11 @@ pub trait AlignModel {
     fn supports_negatives(&self) -> bool {
         false
     }
+    /// Whether the extra negatives are drawn from both KGs (entities in no training pair on either side)
+    /// rather than from KG2 alone.
+    fn negatives_from_both_kgs(&self) -> bool {
+        false
+    }
     /// Whether [`AlignModel::loss`] accepts row dropout.
     fn supports_dropout(&self) -> bool {
         false

@@ -1,5 +1,6 @@
 //! Contrastive losses (mmea-spec §7 ops 17 and 18): one-direction InfoNCE (LoginMEA, §4.5) and MCLEA's
-//! intra-modal contrastive loss ICL (§4.2), fused with their gradients.
+//! intra-modal contrastive loss ICL (§4.2), and Dual-AMN's normalised hard-sample loss (NHS), fused with
+//! their gradients.
 //!
 //! The B×B (or B×2B) similarity is never materialised whole: rows are processed in blocks (at most
 //! 128 MiB of logits per block by default). Per block: logits with the matmul kernel, per-row
@@ -31,7 +32,7 @@ struct Params {
     mask_off: u32,
     has_mask: u32,
     weight: f32,
-    _pad: u32,
+    mask2_off: u32,
 }
 
 /// Checks shared by both losses; returns (B, d).
@@ -64,7 +65,7 @@ fn default_block_rows(dev: &Device, cols: usize) -> usize {
 }
 
 /// One cross-entropy pass over the rows of `x [B, d]` against the columns `cols [C, d]`:
-/// logits `S = x colsᵀ / τ`, gold at column `gold_off + i`, column `mask_off + i` excluded, and
+/// logits `S = x colsᵀ / τ`, gold at column `gold_off + i`, columns `masks[k] + i` excluded, and
 /// `G = weight (softmax_row(S) − onehot)`. Returns the gradient rows `G cols / τ` `[B, d]` and
 /// `Gᵀ x / τ` `[C, d]`; writes the per-row losses `weight (lse_i − S_i,gold)` into `losses` at `loss_off`.
 #[allow(clippy::too_many_arguments)]
@@ -73,7 +74,7 @@ fn tiled_ce(
     x: &Tensor,
     cols: &Tensor,
     gold_off: usize,
-    mask_off: Option<usize>,
+    masks: [Option<usize>; 2],
     weight: f32,
     tau: f32,
     block_rows: Option<usize>,
@@ -92,7 +93,7 @@ fn tiled_ce(
         let r1 = (r0 + rows).min(b);
         let xb = slice_rows(x, r0, r1 - r0)?;
         let s = matmul_ex(&xb, cols, None, false, true, inv_tau)?;
-        let (g, loss) = ce_rows(op, s, r0, gold_off, mask_off, weight)?;
+        let (g, loss) = ce_rows(op, s, r0, gold_off, masks, weight)?;
         losses.put(op, &loss, 0, loss_off + r0, r1 - r0)?;
         let gr = matmul_ex(&g, cols, None, false, false, inv_tau)?;
         match row_grads.as_mut() {
@@ -118,11 +119,11 @@ fn tiled_ce(
 
 /// The row kernel on one logit block `s [rows, cols]` whose first row is global row `row0`; returns the
 /// gradient block (written over the logits) and the per-row losses `[rows]`.
-fn ce_rows(op: &'static str, mut s: Tensor, row0: usize, gold_off: usize, mask_off: Option<usize>, weight: f32) -> Result<(Tensor, Tensor)> {
+fn ce_rows(op: &'static str, mut s: Tensor, row0: usize, gold_off: usize, masks: [Option<usize>; 2], weight: f32) -> Result<(Tensor, Tensor)> {
     let (rows, cols) = s.dims2(op)?;
     match s.device() {
         Device::Cpu => {
-            let loss = cpu::ce_rows(s.cpu_f32_mut(op)?, rows, cols, row0, gold_off, mask_off, weight);
+            let loss = cpu::ce_rows(s.cpu_f32_mut(op)?, rows, cols, row0, gold_off, masks, weight);
             Ok((s, Tensor::from_f32(&Device::Cpu, loss, &[rows])?))
         }
         Device::Gpu(ctx) => {
@@ -132,10 +133,10 @@ fn ce_rows(op: &'static str, mut s: Tensor, row0: usize, gold_off: usize, mask_o
                 cols: cols as u32,
                 row0: row0 as u32,
                 gold_off: gold_off as u32,
-                mask_off: mask_off.unwrap_or(0) as u32,
-                has_mask: mask_off.is_some() as u32,
+                mask_off: masks[0].unwrap_or(0) as u32,
+                has_mask: masks[0].is_some() as u32 | (masks[1].is_some() as u32) << 1,
                 weight,
-                _pad: 0,
+                mask2_off: masks[1].unwrap_or(0) as u32,
             };
             // `s` was just made by the logits matmul and nothing else holds it: overwriting it in place
             // saves a second block-sized buffer.
@@ -156,7 +157,7 @@ pub fn info_nce(p: &Tensor, q: &Tensor, tau: f32, block_rows: Option<usize>) -> 
     let (b, _) = check(OP, p, q, tau, block_rows)?;
     let dev = common_device(OP, &[p, q])?;
     let mut losses = Assembler::new(&dev, &[b], OP)?;
-    let (g_p, g_q) = tiled_ce(OP, p, q, 0, None, 1.0 / b as f32, tau, block_rows, &mut losses, 0)?;
+    let (g_p, g_q) = tiled_ce(OP, p, q, 0, [None, None], 1.0 / b as f32, tau, block_rows, &mut losses, 0)?;
     let loss = sum_all(&losses.finish()?)?;
     Ok((loss, g_p, g_q))
 }
@@ -181,7 +182,7 @@ pub fn info_nce_neg(p: &Tensor, q: &Tensor, n: &Tensor, tau: f32, block_rows: Op
     cols.put(OP, n, 0, b * d, e * d)?;
     let cols = cols.finish()?;
     let mut losses = Assembler::new(&dev, &[b], OP)?;
-    let (g_p, g_cols) = tiled_ce(OP, p, &cols, 0, None, 1.0 / b as f32, tau, block_rows, &mut losses, 0)?;
+    let (g_p, g_cols) = tiled_ce(OP, p, &cols, 0, [None, None], 1.0 / b as f32, tau, block_rows, &mut losses, 0)?;
     let loss = sum_all(&losses.finish()?)?;
     Ok((loss, g_p, slice_rows(&g_cols, 0, b)?, slice_rows(&g_cols, b, e)?))
 }
@@ -207,14 +208,122 @@ pub fn icl(p: &Tensor, q: &Tensor, tau: f32, alpha: f32, block_rows: Option<usiz
     let qp = qp.finish()?;
     let mut losses = Assembler::new(&dev, &[2 * b], OP)?;
     // Direction a (rows of P): gold in the Q block, P Pᵀ diagonal masked.
-    let (rows_a, cols_a) = tiled_ce(OP, p, &qp, 0, Some(b), alpha / b as f32, tau, block_rows, &mut losses, 0)?;
+    let (rows_a, cols_a) = tiled_ce(OP, p, &qp, 0, [Some(b), None], alpha / b as f32, tau, block_rows, &mut losses, 0)?;
     // Direction b (rows of Q): gold in the P block, Q Qᵀ diagonal masked.
-    let (rows_b, cols_b) = tiled_ce(OP, q, &qp, b, Some(0), (1.0 - alpha) / b as f32, tau, block_rows, &mut losses, b)?;
+    let (rows_b, cols_b) = tiled_ce(OP, q, &qp, b, [Some(0), None], (1.0 - alpha) / b as f32, tau, block_rows, &mut losses, b)?;
     let cols = add(&cols_a, &cols_b)?; // [2B, d] = [g for Q ; g for P]
     let g_q = add(&rows_b, &slice_rows(&cols, 0, b)?)?;
     let g_p = add(&rows_a, &slice_rows(&cols, b, b)?)?;
     let loss = sum_all(&losses.finish()?)?;
     Ok((loss, g_p, g_q))
+}
+
+/// Dual-AMN's normalised hard-sample mining loss (NHS), for row-normalised `P`, `Q` `[B, d]` and the
+/// remaining entities `N` `[E, d]` (every entity of both KGs that is in no pair of `P`, `Q`), so the
+/// columns `C = [Q ; P ; N]` are all the entities. For row i of P (and likewise of Q, with the roles of P
+/// and Q swapped):
+///
+/// `L_i = lse_{j ∉ {q_i, p_i}} (t_i p_i·c_j) − t_i p_i·q_i`,   `t_i = λ / std_j(p_i·c_j)` (held constant),
+///
+/// and `L = (1/B) Σ_i (L_i^P + L_i^Q)`. This is Dual-AMN's loss on unit rows: there the logits are the
+/// per-row standardised `pos − neg_j + γ` (squared distances, statistics under stop-gradient) times λ = 30;
+/// on unit rows `pos − neg_j = 2 (p_i·c_j − p_i·q_i)` and the standardisation leaves exactly the logits above
+/// plus constants per row (γ, the mean and Dual-AMN's `+ 10` only shift `L`). Unlike InfoNCE the positive is
+/// not in the lse, so its pull `t_i` never fades as the pair is learnt, and `t_i` (≈ 30 / 0.1) is much sharper
+/// than 1/τ. Two small departures: the statistics run over every column (Dual-AMN zeroes the two masked
+/// entries first), and the masked columns are left out of the lse (Dual-AMN keeps them as constant logits).
+///
+/// Returns `(L [1], g_P, g_Q, g_N)`. `E` may be 0 (all entities in the batch) if B ≥ 2.
+pub fn nhs(p: &Tensor, q: &Tensor, n: &Tensor, lambda: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    const OP: &str = "nhs";
+    let cols = nhs_columns(OP, p, q, n, lambda, block_rows)?;
+    let moments = nhs_moments(&cols)?;
+    let t_p = nhs_scales_from_moments(&moments, p, lambda)?;
+    let t_q = nhs_scales_from_moments(&moments, q, lambda)?;
+    nhs_scaled(OP, p, q, &cols, &t_p, &t_q, block_rows)
+}
+
+/// [`nhs`] with the row scales `t_P`, `t_Q` `[B]` given (a function of P, Q, N only through the logits: the
+/// one gradient checks differentiate).
+pub fn nhs_with_scales(p: &Tensor, q: &Tensor, n: &Tensor, t_p: &Tensor, t_q: &Tensor, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    const OP: &str = "nhs_with_scales";
+    let cols = nhs_columns(OP, p, q, n, 1.0, block_rows)?;
+    let b = p.shape()[0];
+    for t in [t_p, t_q] {
+        if t.len() != b {
+            return Err(Error::shape(OP, "the row scales must be [B]", &[p.shape(), t.shape()]));
+        }
+    }
+    nhs_scaled(OP, p, q, &cols, t_p, t_q, block_rows)
+}
+
+/// The row scales of [`nhs`]: `t_i = λ / std_j(x_i·c_j)` over the rows `c_j` of `cols` `[C, d]`, from
+/// the column mean `m = Cᵀ1/C` and second moment `M = CᵀC/C` (`var_i = x_iᵀ M x_i − (x_i·m)²`; one `d × d`
+/// product instead of a `[B, C]` block). `x` `[B, d]`; returns `[B]`.
+pub fn nhs_row_scales(cols: &Tensor, x: &Tensor, lambda: f32) -> Result<Tensor> {
+    nhs_scales_from_moments(&nhs_moments(cols)?, x, lambda)
+}
+
+/// The column mean `m` `[d, 1]` and second moment `M` `[d, d]` of `cols` `[C, d]`.
+fn nhs_moments(cols: &Tensor) -> Result<(Tensor, Tensor)> {
+    use crate::ops::reduce::sum_rows;
+    let (c, d) = cols.dims2("nhs_row_scales")?;
+    let inv_c = 1.0 / c as f32;
+    let m = crate::ops::elementwise::scale(&sum_rows(cols)?, inv_c)?.reshape(&[d, 1])?;
+    Ok((m, matmul_ex(cols, cols, None, true, false, inv_c)?))
+}
+
+fn nhs_scales_from_moments((m, second): &(Tensor, Tensor), x: &Tensor, lambda: f32) -> Result<Tensor> {
+    use crate::ops::elementwise::{mul, sub, unary, Unary};
+    use crate::ops::rows::row_dot;
+    let mean = matmul_ex(x, m, None, false, false, 1.0)?.reshape(&[x.shape()[0]])?;
+    let sq = row_dot(&matmul_ex(x, second, None, false, false, 1.0)?, x)?;
+    let var = sub(&sq, &mul(&mean, &mean)?)?;
+    // λ var^(−1/2) = exp(−½ ln var + ln λ); ln clamps var at 1e-30, so a constant row gives a huge but finite scale.
+    unary(Unary::Exp, &unary(Unary::Affine { scale: -0.5, shift: lambda.ln() }, &unary(Unary::Log, &var)?)?)
+}
+
+/// Checks [`nhs`]'s inputs and assembles `C = [Q ; P ; N]`.
+fn nhs_columns(op: &'static str, p: &Tensor, q: &Tensor, n: &Tensor, lambda: f32, block_rows: Option<usize>) -> Result<Tensor> {
+    let (b, d) = check(op, p, q, 1.0, block_rows)?;
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return Err(Error::invalid(op, format!("lambda must be positive and finite, got {lambda}")));
+    }
+    n.expect_dtype(op, DType::F32)?;
+    let e = if n.is_empty() { 0 } else { n.dims2(op)?.0 };
+    if e > 0 && n.shape()[1] != d {
+        return Err(Error::shape(op, "the other entities must be [E, d] with the d of P and Q", &[p.shape(), n.shape()]));
+    }
+    if 2 * b + e < 3 {
+        return Err(Error::invalid(op, "no negatives: one pair and no other entity"));
+    }
+    let dev = common_device(op, &[p, q, n])?;
+    let mut cols = Assembler::new(&dev, &[2 * b + e, d], op)?;
+    cols.put(op, q, 0, 0, b * d)?;
+    cols.put(op, p, 0, b * d, b * d)?;
+    if e > 0 {
+        cols.put(op, n, 0, 2 * b * d, e * d)?;
+    }
+    cols.finish()
+}
+
+fn nhs_scaled(op: &'static str, p: &Tensor, q: &Tensor, cols: &Tensor, t_p: &Tensor, t_q: &Tensor, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    use crate::ops::rows::scale_rows;
+    let (b, d) = p.dims2(op)?;
+    let c = cols.shape()[0];
+    let dev = p.device();
+    let mut losses = Assembler::new(&dev, &[2 * b], op)?;
+    let w = 1.0 / b as f32;
+    // Rows of P: gold q_i at column i (masked out of the lse too), self p_i at column B + i.
+    let (rows_p, cols_p) = tiled_ce(op, &scale_rows(p, t_p)?, cols, 0, [Some(0), Some(b)], w, 1.0, block_rows, &mut losses, 0)?;
+    // Rows of Q: gold p_i at column B + i, self q_i at column i.
+    let (rows_q, cols_q) = tiled_ce(op, &scale_rows(q, t_q)?, cols, b, [Some(b), Some(0)], w, 1.0, block_rows, &mut losses, b)?;
+    let g_cols = add(&cols_p, &cols_q)?;
+    let g_p = add(&scale_rows(&rows_p, t_p)?, &slice_rows(&g_cols, b, b)?)?;
+    let g_q = add(&scale_rows(&rows_q, t_q)?, &slice_rows(&g_cols, 0, b)?)?;
+    let g_n = if c > 2 * b { slice_rows(&g_cols, 2 * b, c - 2 * b)? } else { Tensor::zeros(&dev, &[0, d])? };
+    let loss = sum_all(&losses.finish()?)?;
+    Ok((loss, g_p, g_q, g_n))
 }
 
 /// The CPU twin of the row kernel (same formulas as `shaders/contrastive.wgsl`).
@@ -223,25 +332,25 @@ pub mod cpu {
 
     /// Overwrites each row of logits `s [rows, cols]` with `weight (softmax − onehot(gold))` (masked column
     /// 0) and returns the per-row losses `weight (lse − s_gold)`. Row i is global row `row0 + i`; its gold
-    /// column is `gold_off + row0 + i`, its masked column `mask_off + row0 + i`.
-    pub fn ce_rows(s: &mut [f32], rows: usize, cols: usize, row0: usize, gold_off: usize, mask_off: Option<usize>, weight: f32) -> Vec<f32> {
+    /// column is `gold_off + row0 + i`, its masked columns `masks[k] + row0 + i` (each optional).
+    pub fn ce_rows(s: &mut [f32], rows: usize, cols: usize, row0: usize, gold_off: usize, masks: [Option<usize>; 2], weight: f32) -> Vec<f32> {
         let mut loss = vec![0.0f32; rows];
         if cols == 0 {
             return loss;
         }
         let mut lse = vec![0.0f32; rows];
         for (i, (row, l)) in s.chunks(cols).zip(lse.iter_mut()).enumerate() {
-            let mask = mask_off.map(|m| m + row0 + i);
-            let unmasked = row.iter().enumerate().filter(|&(j, _)| Some(j) != mask).map(|(_, &v)| v);
+            let mask = masks.map(|m| m.map(|m| m + row0 + i));
+            let unmasked = row.iter().enumerate().filter(|&(j, _)| !mask.contains(&Some(j))).map(|(_, &v)| v);
             let mx = unmasked.clone().fold(-3.0e38f32, f32::max);
             let sum: f32 = unmasked.map(|v| (v - mx).exp()).sum();
             *l = mx + sum.ln();
             loss[i] = weight * (*l - row[gold_off + row0 + i]);
         }
         par_rows(s, cols, |i, row| {
-            let (gold, mask) = (gold_off + row0 + i, mask_off.map(|m| m + row0 + i));
+            let (gold, mask) = (gold_off + row0 + i, masks.map(|m| m.map(|m| m + row0 + i)));
             for (j, v) in row.iter_mut().enumerate() {
-                let mut g = if Some(j) == mask { 0.0 } else { (*v - lse[i]).min(0.0).exp() };
+                let mut g = if mask.contains(&Some(j)) { 0.0 } else { (*v - lse[i]).min(0.0).exp() };
                 if j == gold {
                     g -= 1.0;
                 }
@@ -268,6 +377,13 @@ pub mod ad {
     /// [`super::info_nce_neg`] as a `[1]` loss; gradients flow to `p`, `q` and the negatives `n`.
     pub fn info_nce_neg(tape: &Tape, p: &Var, q: &Var, n: &Var, tau: f32) -> Result<Var> {
         let (loss, g_p, g_q, g_n) = super::info_nce_neg(&p.value, &q.value, &n.value, tau, None)?;
+        Ok(tape.record(loss, &[p, q, n], move |g| Ok(vec![Some(scale_by(g, &g_p)?), Some(scale_by(g, &g_q)?), Some(scale_by(g, &g_n)?)])))
+    }
+
+    /// [`super::nhs`] as a `[1]` loss; gradients flow to `p`, `q` and the other entities `n` (the row
+    /// scales are constants, as Dual-AMN's stop-gradient statistics).
+    pub fn nhs(tape: &Tape, p: &Var, q: &Var, n: &Var, lambda: f32) -> Result<Var> {
+        let (loss, g_p, g_q, g_n) = super::nhs(&p.value, &q.value, &n.value, lambda, None)?;
         Ok(tape.record(loss, &[p, q, n], move |g| Ok(vec![Some(scale_by(g, &g_p)?), Some(scale_by(g, &g_q)?), Some(scale_by(g, &g_n)?)])))
     }
 

@@ -26,7 +26,7 @@ pub use rows::{
     scale_rows, scale_rows_backward, slice_cols, slice_cols_backward, slice_rows, slice_rows_backward, softmax_rows,
     softmax_rows_backward,
 };
-pub use contrastive::{icl, info_nce, info_nce_neg};
+pub use contrastive::{icl, info_nce, info_nce_neg, nhs, nhs_row_scales, nhs_with_scales};
 pub use gat::{gat_attention, gat_attention_backward, GatGraph, GatLogit, GatSaved};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
 pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, Metrics, Ranks, TopK};

@@ -290,3 +290,122 @@ fn info_nce_with_negatives_matches_f64_reference_and_backends() {
     let err = ops::info_nce_neg(&t(&cpu, &p, &[b, d]), &t(&cpu, &q, &[b, d]), &t(&cpu, &n[..6], &[2, 3]), tau, None).unwrap_err();
     assert!(err.to_string().contains("info_nce_neg"), "{err}");
 }
+
+#[allow(clippy::too_many_arguments)]
+fn run_nhs(dev: &Device, p: &[f32], q: &[f32], n: &[f32], b: usize, e: usize, d: usize, block: Option<usize>) -> Vec<Tensor> {
+    let (l, gp, gq, gn) = ops::nhs(&t(dev, p, &[b, d]), &t(dev, q, &[b, d]), &t(dev, n, &[e, d]), 30.0, block).unwrap();
+    assert_eq!((l.shape(), gn.shape()), (&[1][..], &[e, d][..]));
+    vec![l, gp, gq, gn]
+}
+
+/// f64 NHS with the row scales given: for row i of X ∈ {P, Q} with gold G (Q for P, P for Q), the columns
+/// C = [Q ; P ; N], masked j ∈ {gold i, self i}: L_i = lse_{j unmasked}(t_i x_i·c_j) − t_i x_i·g_i, L = Σ/B.
+/// Returns (L, g_P, g_Q, g_N).
+#[allow(clippy::too_many_arguments)]
+fn ref_nhs(p: &[f32], q: &[f32], n: &[f32], tp: &[f64], tq: &[f64], b: usize, e: usize, d: usize) -> (f64, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut cols = q.to_vec();
+    cols.extend(p);
+    cols.extend(n);
+    let c = 2 * b + e;
+    let dot = |x: &[f32], i: usize, j: usize| (0..d).map(|k| x[i * d + k] as f64 * cols[j * d + k] as f64).sum::<f64>();
+    let (mut loss, mut gx) = (0.0, vec![vec![0.0; b * d]; 2]);
+    let mut gc = vec![0.0; c * d];
+    for (side, (x, t)) in [(p, tp), (q, tq)].into_iter().enumerate() {
+        for i in 0..b {
+            let (gold, me) = if side == 0 { (i, b + i) } else { (b + i, i) };
+            let s: Vec<f64> = (0..c).map(|j| t[i] * dot(x, i, j)).collect();
+            let mx = (0..c).filter(|&j| j != gold && j != me).map(|j| s[j]).fold(f64::NEG_INFINITY, f64::max);
+            let lse = mx + (0..c).filter(|&j| j != gold && j != me).map(|j| (s[j] - mx).exp()).sum::<f64>().ln();
+            loss += (lse - s[gold]) / b as f64;
+            for j in 0..c {
+                let w = if j == gold { -1.0 } else if j == me { 0.0 } else { (s[j] - lse).exp() } / b as f64;
+                for k in 0..d {
+                    gx[side][i * d + k] += w * t[i] * cols[j * d + k] as f64;
+                    gc[j * d + k] += w * t[i] * x[i * d + k] as f64;
+                }
+            }
+        }
+    }
+    let (gq_c, rest) = gc.split_at(b * d);
+    let (gp_c, gn) = rest.split_at(b * d);
+    let gp = gx[0].iter().zip(gp_c).map(|(a, b)| a + b).collect();
+    let gq = gx[1].iter().zip(gq_c).map(|(a, b)| a + b).collect();
+    (loss, gp, gq, gn.to_vec())
+}
+
+/// f64 row scales: t_i = λ / std_j(x_i·c_j) over every column of C = [Q ; P ; N] (population std).
+fn ref_nhs_scales(x: &[f32], cols: &[f32], b: usize, c: usize, d: usize) -> Vec<f64> {
+    (0..b)
+        .map(|i| {
+            let s: Vec<f64> = (0..c).map(|j| (0..d).map(|k| x[i * d + k] as f64 * cols[j * d + k] as f64).sum()).collect();
+            let mean = s.iter().sum::<f64>() / c as f64;
+            let var = s.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / c as f64;
+            30.0 / var.sqrt()
+        })
+        .collect()
+}
+
+#[test]
+fn nhs_matches_f64_reference_and_backends() {
+    // B = 300 pairs against 2·300 + 170 columns (ragged over 256-wide strides), blocks of 64 and 97 rows.
+    let (b, e, d) = (300, 170, 70);
+    let p = unit_rows(50, b, d);
+    let q = unit_rows(0, b, d).iter().zip(&p).map(|(n, a)| a + 0.5 * n).collect::<Vec<f32>>();
+    let q = { let mut q = q; for r in q.chunks_mut(d) { let s = r.iter().map(|x| x * x).sum::<f32>().sqrt(); r.iter_mut().for_each(|x| *x /= s); } q };
+    let n = unit_rows(52, e, d);
+    let mut cols = q.clone();
+    cols.extend(&p);
+    cols.extend(&n);
+    let (tp, tq) = (ref_nhs_scales(&p, &cols, b, 2 * b + e, d), ref_nhs_scales(&q, &cols, b, 2 * b + e, d));
+    // The row scales (one d × d second moment instead of the [B, C] block).
+    let cpu = Device::Cpu;
+    let got_tp = vals(&ops::nhs_row_scales(&t(&cpu, &cols, &[2 * b + e, d]), &t(&cpu, &p, &[b, d]), 30.0).unwrap());
+    assert_close("row scales", &got_tp, &f32s(&tp), 1e-3, 1e-4);
+    assert!(tp.iter().all(|&v| v > 100.0 && v < 2000.0), "random unit rows in d = 70: std ≈ 0.12, t ≈ 250");
+    let (l, gp, gq, gn) = ref_nhs(&p, &q, &n, &tp, &tq, b, e, d);
+    for block in [None, Some(64), Some(97)] {
+        let got = run_nhs(&cpu, &p, &q, &n, b, e, d, block);
+        let tol = 2e-3 * l.abs().max(1.0);
+        assert!((vals(&got[0])[0] as f64 - l).abs() < tol, "cpu block={block:?}: loss {} vs {l}", vals(&got[0])[0]);
+        assert_close(&format!("cpu block={block:?} g_p"), &vals(&got[1]), &f32s(&gp), 1e-3, 2e-3);
+        assert_close(&format!("cpu block={block:?} g_q"), &vals(&got[2]), &f32s(&gq), 1e-3, 2e-3);
+        assert_close(&format!("cpu block={block:?} g_n"), &vals(&got[3]), &f32s(&gn), 1e-3, 2e-3);
+        check_backends(&format!("nhs block={block:?}"), 1e-5, 1e-3, |dv| run_nhs(dv, &p, &q, &n, b, e, d, block));
+    }
+    // The positive's pull does not fade: it is exactly −t_i/B on the gold logit, so g_P has a component
+    // −(1/B) t_i q_i however well the pair is already matched.
+    assert!(vals(&run_nhs(&cpu, &p, &q, &n, b, e, d, None)[1]).iter().any(|v| v.abs() > 1e-2));
+}
+
+#[test]
+fn nhs_gradients_match_finite_differences() {
+    // With the row scales held fixed (they are constants of the loss, as Dual-AMN's stop-gradient
+    // statistics), the gradients are the derivative of the loss: central differences on B = 5, E = 3.
+    let (b, e, d) = (5, 3, 4);
+    let (p, q, n) = (rand_vec(60, b * d, -1.0, 1.0), rand_vec(61, b * d, -1.0, 1.0), rand_vec(62, e * d, -1.0, 1.0));
+    let cpu = Device::Cpu;
+    let (tp, tq) = (t(&cpu, &[0.7, 1.3, 2.0, 0.5, 1.1], &[b]), t(&cpu, &[1.5, 0.4, 0.9, 1.7, 1.0], &[b]));
+    let run = |p: &[f32], q: &[f32], n: &[f32]| {
+        let (l, gp, gq, gn) = ops::nhs_with_scales(&t(&cpu, p, &[b, d]), &t(&cpu, q, &[b, d]), &t(&cpu, n, &[e, d]), &tp, &tq, Some(2)).unwrap();
+        [l, gp, gq, gn]
+    };
+    let f = |p: &[f32], q: &[f32], n: &[f32]| vals(&run(p, q, n)[0])[0] as f64;
+    let g = run(&p, &q, &n);
+    assert_close("g_p", &vals(&g[1]), &finite_diff(&p, 1e-2, |v| f(v, &q, &n)), 2e-3, 2e-3);
+    assert_close("g_q", &vals(&g[2]), &finite_diff(&q, 1e-2, |v| f(&p, v, &n)), 2e-3, 2e-3);
+    assert_close("g_n", &vals(&g[3]), &finite_diff(&n, 1e-2, |v| f(&p, &q, v)), 2e-3, 2e-3);
+    assert!(vals(&g[3]).iter().any(|v| v.abs() > 1e-2), "the other entities receive gradient");
+    // GPU vs CPU on the same fixed scales.
+    check_backends("nhs_with_scales", 1e-5, 1e-4, |dv| {
+        let (tp, tq) = (t(dv, &vals(&tp), &[b]), t(dv, &vals(&tq), &[b]));
+        let (l, gp, gq, gn) = ops::nhs_with_scales(&t(dv, &p, &[b, d]), &t(dv, &q, &[b, d]), &t(dv, &n, &[e, d]), &tp, &tq, Some(2)).unwrap();
+        vec![l, gp, gq, gn]
+    });
+    // No other entity (E = 0) still works when B ≥ 2; one pair alone has no negative and is refused.
+    let (l, ..) = ops::nhs(&t(&cpu, &p, &[b, d]), &t(&cpu, &q, &[b, d]), &t(&cpu, &[], &[0, d]), 30.0, None).unwrap();
+    assert!(vals(&l)[0].is_finite());
+    let err = ops::nhs(&t(&cpu, &p[..d], &[1, d]), &t(&cpu, &q[..d], &[1, d]), &t(&cpu, &[], &[0, d]), 30.0, None).unwrap_err();
+    assert!(err.to_string().contains("no negatives"), "{err}");
+    let err = ops::nhs(&t(&cpu, &p, &[b, d]), &t(&cpu, &q, &[b, d]), &t(&cpu, &n[..6], &[2, 3]), 30.0, None).unwrap_err();
+    assert!(err.to_string().contains("nhs"), "{err}");
+}
