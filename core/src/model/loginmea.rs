@@ -297,25 +297,24 @@ impl LoginMea {
     /// losses (the reference code accumulates the gradients of every chunk before one optimiser step). With
     /// `args.negatives` (entity indices, none of them a positive), InfoNCE also contrasts every row against
     /// them (not in LoginMEA; see `TrainConfig::negatives`); with `args.dropout`, the pairs' rows are
-    /// dropped out before they are normalised (not in LoginMEA; see `TrainConfig::dropout`).
+    /// dropped out before they are normalised (not in LoginMEA; see `TrainConfig::dropout`). [`Loss::Nhs`]
+    /// takes its own path ([`nhs_loss`]), where the negatives replace "every other entity".
     pub fn loss(&self, tape: &Tape, blocks: &[Var], args: &LossArgs) -> Result<Var> {
         if args.pairs.is_empty() {
             return Err(Error::invalid("LoginMea::loss", "no training pairs"));
         }
+        if self.config.loss == Loss::Nhs {
+            return nhs_loss(tape, blocks, args);
+        }
         let dev = blocks[0].value.device();
         let neg = if args.negatives.is_empty() {
             None
-        } else if self.config.loss == Loss::Icl {
+        } else if self.config.loss != Loss::InfoNce {
             return Err(Error::invalid("LoginMea::loss", "extra negatives are implemented for the InfoNCE and NHS losses only"));
-        } else if self.config.loss == Loss::Nhs {
-            None
         } else {
             Some(gather_joint(tape, blocks, &SegmentIndex::from_indices(&dev, args.negatives, args.n)?)?)
         };
         let tau = self.config.tau;
-        if self.config.loss == Loss::Nhs {
-            return nhs_loss(tape, blocks, args);
-        }
         chunked_joint_loss(tape, blocks, args, |p, q| match (self.config.loss, &neg) {
             (Loss::InfoNce, Some(nv)) => cad::info_nce_neg(tape, p, q, nv, tau),
             (Loss::InfoNce, None) => cad::info_nce(tape, p, q, tau),
