@@ -1,5 +1,5 @@
 //! The training loop (mmea-spec §3 and §4.5): full-graph forward every epoch, the loss over chunks of the
-//! training pairs, one AdamW step per epoch, iterative learning (mutual-nearest-neighbour bootstrapping),
+//! training pairs, one AdamW step per epoch (or one per part with `steps` > 1), iterative learning (mutual-nearest-neighbour bootstrapping),
 //! evaluation and model selection.
 //!
 //! Two protocols:
@@ -73,6 +73,15 @@ pub struct TrainConfig {
     /// Dual-AMN use 0.3). Masks are seeded by (seed, epoch, chunk).
     #[serde(default)]
     pub dropout: f32,
+    /// Optimiser steps per epoch (1, as LoginMEA): the epoch's shuffled pairs are cut into this many
+    /// near-equal consecutive parts, and each part gets its own forward pass, loss (in chunks of
+    /// `batch`), backward pass and AdamW step. Mini-batch training as RREA and Dual-AMN use.
+    #[serde(default = "one")]
+    pub steps: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
@@ -96,6 +105,7 @@ impl TrainConfig {
                 negatives: 0,
                 il_csls: 0,
                 dropout: 0.0,
+                steps: 1,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -114,14 +124,15 @@ impl TrainConfig {
                 negatives: 0,
                 il_csls: 0,
                 dropout: 0.0,
+                steps: 1,
             },
         }
     }
 
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::invalid("train config", d));
-        if self.epochs == 0 || self.batch == 0 || self.eval_every == 0 || self.il_step == 0 {
-            return bad("epochs, batch, eval-every and il-step must be at least 1".into());
+        if self.epochs == 0 || self.batch == 0 || self.eval_every == 0 || self.il_step == 0 || self.steps == 0 {
+            return bad("epochs, batch, eval-every, il-step and steps per epoch must be at least 1".into());
         }
         if self.lr.is_nan() || self.lr <= 0.0 || self.lr.is_infinite() || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad(format!("lr must be positive and weight decay non-negative (got {}, {})", self.lr, self.weight_decay));
@@ -142,6 +153,7 @@ impl TrainConfig {
 #[derive(Clone, Debug, Serialize)]
 pub struct EpochStats {
     pub epoch: usize,
+    /// The loss (the sum of its chunks' mean losses), summed over the epoch's optimiser steps.
     pub loss: f64,
     pub train_pairs: usize,
     /// Iterative learning this epoch: MNN pairs found, candidates kept, pairs added (and how many of
@@ -222,6 +234,9 @@ impl Trainer {
         if split.train.is_empty() {
             return Err(Error::invalid("train", "the split has no training pairs"));
         }
+        if cfg.steps > split.train.len() {
+            return Err(Error::invalid("train", format!("{} steps per epoch need at least as many training pairs (the split has {})", cfg.steps, split.train.len())));
+        }
         if cfg.protocol == Protocol::Clean && split.dev.is_empty() {
             return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
         }
@@ -265,31 +280,52 @@ impl Trainer {
             self.epoch += 1;
             return Ok(EpochStats { epoch: e, loss: 0.0, train_pairs: self.train_pairs.len(), il: None });
         }
-        let mut pairs = self.train_pairs.clone();
-        Rng::new(cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);
+        let pairs = self.epoch_pairs(e);
 
         let negatives = self.sample_negatives(e);
-        let (loss_value, g) = self.loss_and_gradients(&pairs, &negatives)?;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFinite {
-                op: "train",
-                detail: format!("the loss is {loss_value} at epoch {e}; the last good checkpoint is kept. Lower the learning rate (now {})", self.adamw.lr),
-            });
+        let mut loss_value = 0.0;
+        for (step, part) in step_parts(&pairs, cfg.steps).enumerate() {
+            let (step_loss, g) = self.loss_and_gradients_at(part, &negatives, self.dropout_at(step))?;
+            if !step_loss.is_finite() {
+                let at = if self.cfg.steps > 1 { format!("epoch {e}, step {}", step + 1) } else { format!("epoch {e}") };
+                return Err(Error::NonFinite {
+                    op: "train",
+                    detail: format!("the loss is {step_loss} at {at}; the last good checkpoint is kept. Lower the learning rate (now {})", self.adamw.lr),
+                });
+            }
+            let gr: Vec<Option<&Tensor>> = g.iter().map(Option::as_ref).collect();
+            self.adamw.step_some(self.params.tensors_mut(), &gr)?;
+            loss_value += step_loss;
         }
-        let gr: Vec<Option<&Tensor>> = g.iter().map(Option::as_ref).collect();
-        self.adamw.step_some(self.params.tensors_mut(), &gr)?;
         self.epoch += 1;
 
         let il = if cfg.iterative && e >= cfg.il_start { self.iterative_step(e)? } else { None };
         Ok(EpochStats { epoch: e, loss: loss_value, train_pairs: self.train_pairs.len(), il })
     }
 
-    /// The row dropout of the current epoch (None when [`TrainConfig::dropout`] is 0): seeded by (seed,
-    /// epoch), so repeated calls within an epoch, a resumed run and both backends use the same masks.
+    /// The training pairs in epoch `e`'s order: shuffled with a generator seeded by (seed, epoch).
+    pub fn epoch_pairs(&self, e: usize) -> Vec<(u32, u32)> {
+        let mut pairs = self.train_pairs.clone();
+        Rng::new(self.cfg.seed ^ (e as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut pairs);
+        pairs
+    }
+
+    /// The row dropout of the current epoch's first step (None when [`TrainConfig::dropout`] is 0): seeded
+    /// by (seed, epoch), so repeated calls within an epoch, a resumed run and both backends use the same
+    /// masks.
     pub fn dropout(&self) -> Option<RowDropout> {
+        self.dropout_at(0)
+    }
+
+    /// The row dropout of step `step` of the current epoch ([`TrainConfig::steps`]): step 0's masks are
+    /// [`Trainer::dropout`]'s, later steps' are seeded by (seed, epoch, step).
+    pub fn dropout_at(&self, step: usize) -> Option<RowDropout> {
         (self.cfg.dropout > 0.0).then(|| RowDropout {
             p: self.cfg.dropout,
-            seed: self.cfg.seed ^ 0x6472_6f70_6f75_7421 ^ (self.epoch as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB),
+            seed: self.cfg.seed
+                ^ 0x6472_6f70_6f75_7421
+                ^ (self.epoch as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB)
+                ^ (step as u64).wrapping_mul(0x94D0_49BB_1331_11EB),
         })
     }
 
@@ -310,12 +346,16 @@ impl Trainer {
 
     /// The loss over `pairs` (in chunks of the batch size, with the extra `negatives`, KG2 indices) and its
     /// gradient for every parameter, in the parameters' order, at the current parameters (nothing is
-    /// updated).
+    /// updated), with the dropout of the epoch's first step.
     pub fn loss_and_gradients(&self, pairs: &[(u32, u32)], negatives: &[u32]) -> Result<(f64, Vec<Option<Tensor>>)> {
+        self.loss_and_gradients_at(pairs, negatives, self.dropout())
+    }
+
+    fn loss_and_gradients_at(&self, pairs: &[(u32, u32)], negatives: &[u32], dropout: Option<RowDropout>) -> Result<(f64, Vec<Option<Tensor>>)> {
         let tape = Tape::new();
         let (vars, map) = tape_vars(&tape, &self.params, true);
         let out = self.model.forward(&tape, &map, &self.inputs)?;
-        let args = LossArgs { pairs, negatives, batch: self.cfg.batch, n: self.inputs.n, dropout: self.dropout() };
+        let args = LossArgs { pairs, negatives, batch: self.cfg.batch, n: self.inputs.n, dropout };
         let loss = self.model.loss(&tape, &out, &args)?;
         let loss_value = loss.value.to_vec_f32_blocking()?[0] as f64;
         if !loss_value.is_finite() {
@@ -487,6 +527,17 @@ impl Trainer {
         };
         Ok(())
     }
+}
+
+/// `pairs` cut into `steps` consecutive parts whose lengths differ by at most one (the first
+/// `len % steps` parts are one longer); `steps` is clamped to `1..=len`.
+pub fn step_parts(pairs: &[(u32, u32)], steps: usize) -> impl Iterator<Item = &[(u32, u32)]> {
+    let s = steps.clamp(1, pairs.len().max(1));
+    let (q, r) = (pairs.len() / s, pairs.len() % s);
+    (0..s).map(move |i| {
+        let start = i * q + i.min(r);
+        &pairs[start..start + q + usize::from(i < r)]
+    })
 }
 
 /// Evaluates a model's parameters on `pairs` with the protocol of §2 (blocking).

@@ -702,3 +702,64 @@ fn nhs_loss_trains_on_both_backends_and_samples_negatives_from_both_kgs() {
     let mut gt = trainer_for(&gd, &mc, c);
     assert_losses_agree(&lc, &epoch_losses(&mut gt), 1e-3);
 }
+
+// ---- several optimiser steps per epoch ------------------------------------------------------------------
+
+#[test]
+fn steps_per_epoch_take_one_optimiser_step_per_part_and_backends_agree() {
+    use mmea_core::train::step_parts;
+    // The parts: consecutive, covering, lengths differing by at most one; clamped to one pair each.
+    let pairs: Vec<(u32, u32)> = (0..10).map(|i| (i, i + 100)).collect();
+    let parts: Vec<&[(u32, u32)]> = step_parts(&pairs, 3).collect();
+    assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [4, 3, 3]);
+    assert_eq!(parts.concat(), pairs);
+    assert_eq!(step_parts(&pairs, 25).count(), 10);
+    assert_eq!(step_parts(&pairs, 1).next().unwrap(), &pairs[..]);
+
+    let (m, mut c) = config();
+    c.epochs = 6;
+    c.steps = 3;
+    // One epoch of the trainer = three loss/gradient/AdamW rounds over the parts of the epoch's order.
+    let mut a = trainer(&Device::Cpu, m.clone(), c.clone());
+    let la = a.run_epoch().unwrap().loss;
+    assert_eq!(a.adamw.step, 3, "three optimiser steps in one epoch");
+    let mut b = trainer(&Device::Cpu, m.clone(), c.clone());
+    let order = b.epoch_pairs(0);
+    let mut lb = 0.0;
+    for part in step_parts(&order, 3) {
+        let (l, g) = b.loss_and_gradients(part, &[]).unwrap();
+        let gr: Vec<Option<&Tensor>> = g.iter().map(Option::as_ref).collect();
+        b.adamw.step_some(b.params.tensors_mut(), &gr).unwrap();
+        lb += l;
+    }
+    assert_eq!(la, lb, "the epoch's loss is the sum of its steps' losses");
+    for (name, (x, y)) in a.params.names().iter().zip(a.params.tensors().iter().zip(b.params.tensors())) {
+        assert_eq!(host(x), host(y), "{name} after one epoch of three steps");
+    }
+    // …and differs from one step over all pairs.
+    let mut one = trainer(&Device::Cpu, m.clone(), TrainConfig { steps: 1, ..c.clone() });
+    one.run_epoch().unwrap();
+    let e = a.params.names().iter().position(|n| n == "ent").expect("an `ent` table");
+    assert_ne!(host(&a.params.tensors()[e]), host(&one.params.tensors()[e]));
+    // More steps than training pairs, or none, are refused.
+    let (m2, c2) = config();
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, c2.seed);
+    for steps in [0, split.train.len() + 1] {
+        let model = LoginMea::new(m2.clone(), &inputs).unwrap();
+        let params = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), c2.seed).unwrap();
+        let bad = TrainConfig { steps, ..c2.clone() };
+        let err = Trainer::new(Box::new(model), inputs.clone(), bad, split.clone(), params).err().expect("refused");
+        assert!(err.to_string().contains("steps"), "{err}");
+    }
+    // The loss falls, and both backends agree epoch by epoch.
+    let lc = epoch_losses(&mut a);
+    assert!(lc.last().unwrap() < &(la * 0.5), "the loss did not fall: {la} then {lc:?}");
+    let Some(g) = gpu() else { return };
+    let mut ga = trainer(&g, m, c);
+    let lg = epoch_losses(&mut ga);
+    assert_losses_agree(&[vec![la], lc].concat(), &lg, 1e-3);
+}

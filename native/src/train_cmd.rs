@@ -132,6 +132,10 @@ pub struct TrainArgs {
     /// Training pairs per loss chunk.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Optimiser steps per epoch: the shuffled training pairs are cut into this many parts, each with its
+    /// own forward, loss, backward and AdamW step (1 = one step per epoch, as LoginMEA).
+    #[arg(long, default_value_t = 1)]
+    pub steps_per_epoch: usize,
     /// Iterative learning (MNN bootstrapping); on by default in the reference protocol.
     #[arg(long, conflicts_with = "no_iterative")]
     pub iterative: bool,
@@ -279,6 +283,7 @@ impl TrainArgs {
         t.eval_every = self.eval_every.unwrap_or(t.eval_every);
         t.negatives = self.negatives;
         t.dropout = self.dropout;
+        t.steps = self.steps_per_epoch;
         t.il_csls = self.il_csls;
         t.seed = self.seed;
         let lm = LoginMeaConfig {
