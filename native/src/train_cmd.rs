@@ -634,11 +634,13 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         test.pairs
     );
     print!("{}", render_report(&test));
+    // A resumed run with nothing left to train times no epochs and no evaluations this session.
+    let per = |v: Vec<f64>, what: &str| if v.is_empty() { format!("no {what} this session") } else { format!("{:.3} s per {what} (median)", median(v)) };
     println!(
-        "time: {:.1} s total, {:.3} s per epoch (median), {:.3} s per in-training evaluation, {:.2} s for the final test evaluation",
+        "time: {:.1} s total, {}, {}, {:.2} s for the final test evaluation",
         t_start.elapsed().as_secs_f64(),
-        median(epoch_secs),
-        median(eval_secs),
+        per(epoch_secs, "epoch"),
+        per(eval_secs, "in-training evaluation"),
         t_test
     );
     println!("checkpoint: {}", dir.file("checkpoint.safetensors").display());

@@ -354,30 +354,33 @@ pub(crate) fn init_structure(init: &mut Init, device: &Device, p: &mut Params, n
 /// and KG2 sides, each dropped out first when `args.dropout` is set): the reference code accumulates every
 /// chunk's gradient before one optimiser step.
 pub(crate) fn chunked_joint_loss(tape: &Tape, blocks: &[Var], args: &LossArgs, mut f: impl FnMut(&Var, &Var) -> Result<Var>) -> Result<Var> {
+    sum_over_chunks(tape, blocks, args, 2, |_, _, p, q| f(p, q))
+}
+
+/// The sum over chunks of `args.batch` pairs of `f(k, chunk, P, Q)`, P and Q as in [`chunked_joint_loss`].
+/// Chunk k's dropout masks are seeded `stride·k` (P) and `stride·k + 1` (Q); seeds `stride·k + 2 ..
+/// stride·(k + 1)` are free for `f`'s own rows.
+fn sum_over_chunks(tape: &Tape, blocks: &[Var], args: &LossArgs, stride: u64, mut f: impl FnMut(u64, &[(u32, u32)], &Var, &Var) -> Result<Var>) -> Result<Var> {
     let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
     let mut terms = Vec::new();
     for (k, chunk) in args.pairs.chunks(args.batch.max(1)).enumerate() {
         let (li, ri) = pair_sides(&dev, chunk, args.n)?;
         let k = k as u64;
-        let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, 2 * k)))?;
-        let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, 2 * k + 1)))?;
-        terms.push(f(&p, &q)?);
+        let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, stride * k)))?;
+        let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, stride * k + 1)))?;
+        terms.push(f(k, chunk, &p, &q)?);
     }
     ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
 }
 
 /// [`Loss::Nhs`] summed over chunks of `args.batch` pairs: per chunk, the pairs' rows against the chunk's own
 /// entities and every other entity (Dual-AMN), or, with `args.negatives`, those sampled entities (in no
-/// training pair) instead of all others; each side dropped out first when `args.dropout` is set.
+/// training pair) instead of all others; each side dropped out first when `args.dropout` is set (the
+/// others with seed 3k + 2).
 fn nhs_loss(tape: &Tape, blocks: &[Var], args: &LossArgs) -> Result<Var> {
     let dev = blocks.first().ok_or_else(|| Error::invalid("loss", "no embedding blocks"))?.value.device();
-    let mut terms = Vec::new();
     let mut in_chunk = vec![false; args.n];
-    for (k, chunk) in args.pairs.chunks(args.batch.max(1)).enumerate() {
-        let (li, ri) = pair_sides(&dev, chunk, args.n)?;
-        let k = k as u64;
-        let p = gather_joint_dropout(tape, blocks, &li, args.dropout.map(|d| (d, 3 * k)))?;
-        let q = gather_joint_dropout(tape, blocks, &ri, args.dropout.map(|d| (d, 3 * k + 1)))?;
+    sum_over_chunks(tape, blocks, args, 3, |k, chunk, p, q| {
         in_chunk.iter_mut().for_each(|f| *f = false);
         for &(a, b) in chunk {
             for e in [a, b] {
@@ -396,9 +399,8 @@ fn nhs_loss(tape: &Tape, blocks: &[Var], args: &LossArgs) -> Result<Var> {
         } else {
             gather_joint_dropout(tape, blocks, &SegmentIndex::from_indices(&dev, &others, args.n)?, args.dropout.map(|d| (d, 3 * k + 2)))?
         };
-        terms.push(cad::nhs(tape, &p, &q, &nv, NHS_LAMBDA)?);
-    }
-    ad::add_all(tape, &terms).map_err(|_| Error::invalid("loss", "no training pairs"))
+        cad::nhs(tape, p, q, &nv, NHS_LAMBDA)
+    })
 }
 
 /// One graph layer; with `attention` set, a reflection layer's `α` is appended to it under `name`.
