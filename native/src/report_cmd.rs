@@ -90,7 +90,7 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
         let csls = ["test", "csls", "l2r"];
         let _ = writeln!(
             s,
-            "| {} | {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {:.1} | {} | {} | {} | `{}` |",
+            "| {} | {} | {counts} | {modalities} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | `{}` |",
             label(&r.dataset),
             r.spec.model.name(),
             if r.spec.modalities.names { "on" } else { "off" },
@@ -102,7 +102,8 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
             m(f, &["test", "sinkhorn", "l2r", "hits1"]),
             f["epochs"],
             f["epoch"],
-            f["epoch_seconds_median"].as_f64().unwrap_or(f64::NAN),
+            // A run resumed only for its final evaluation timed no epoch.
+            f["epoch_seconds_median"].as_f64().filter(|v| v.is_finite()).map_or("–".to_string(), |v| format!("{v:.1}")),
             run_time(f),
             peak_memory(f),
             f["device"].as_str().unwrap_or("?"),
@@ -111,7 +112,7 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
     }
     s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities (mmea-spec §2). \
           \"H@1 plain\" ranks by cosine; \"H@1 Sinkhorn\" by dense log-domain Sinkhorn (ε = 0.02, 10 iterations). \
-          s/epoch is the median over the run's epochs on the device named. Run time: the whole training command \
+          s/epoch is the median over the run's epochs on the device named (– when its last session trained no epoch). Run time: the whole training command \
           (its last session, marked \"resumed\", when the run was continued with --resume), evaluations included. \
           Peak memory: the process's peak resident memory (and the GPU buffers' peak on wgpu); \"–\" for runs \
           recorded before it was kept.\n";
