@@ -1,6 +1,6 @@
 //! The training loop (mmea-spec §3 and §4.5): full-graph forward every epoch, the loss over chunks of the
-//! training pairs, one AdamW step per epoch (or one per part with `steps` > 1), iterative learning (mutual-nearest-neighbour bootstrapping),
-//! evaluation and model selection.
+//! training pairs, one AdamW step per epoch (or one per part of the pairs with `steps` > 1), iterative
+//! learning (mutual-nearest-neighbour bootstrapping), evaluation and model selection.
 //!
 //! Two protocols:
 //! - **clean** (default): one AdamW with the paper's hyper-parameters (lr 5e-3, weight decay 1e-2); with
