@@ -78,6 +78,11 @@ pub struct TrainConfig {
     /// `batch`), backward pass and AdamW step. Mini-batch training as RREA and Dual-AMN use.
     #[serde(default = "one")]
     pub steps: usize,
+    /// Keep the last epoch's model instead of the best one on the evaluation split. With it the clean
+    /// protocol needs no dev split, so every training pair trains (a refit: pick the epoch count on an
+    /// earlier run's dev curve, then train on train + dev for that many epochs).
+    #[serde(default)]
+    pub select_last: bool,
 }
 
 fn one() -> usize {
@@ -106,6 +111,7 @@ impl TrainConfig {
                 il_csls: 0,
                 dropout: 0.0,
                 steps: 1,
+                select_last: false,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -125,6 +131,7 @@ impl TrainConfig {
                 il_csls: 0,
                 dropout: 0.0,
                 steps: 1,
+                select_last: false,
             },
         }
     }
@@ -237,8 +244,8 @@ impl Trainer {
         if cfg.steps > split.train.len() {
             return Err(Error::invalid("train", format!("{} steps per epoch need at least as many training pairs (the split has {})", cfg.steps, split.train.len())));
         }
-        if cfg.protocol == Protocol::Clean && split.dev.is_empty() {
-            return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0)"));
+        if cfg.protocol == Protocol::Clean && split.dev.is_empty() && !cfg.select_last {
+            return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0, or --select-last to keep the last epoch's model)"));
         }
         if cfg.negatives > 0 && !model.supports_negatives() {
             return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for LoginMEA's InfoNCE and NHS losses only"));
@@ -419,15 +426,21 @@ impl Trainer {
         evaluate_params(self.model.as_ref(), params, &self.inputs, pairs, &self.cfg.eval_options(sinkhorn))
     }
 
-    /// The in-training evaluation: dev (clean) or test (reference); keeps the best parameters.
-    pub fn evaluate_and_select(&mut self) -> Result<EvalRecord> {
-        let (split, pairs) = match self.cfg.protocol {
+    /// The pairs of the in-training evaluation: dev (clean) or test (reference), with the split's name.
+    pub fn eval_split(&self) -> (&'static str, &[(u32, u32)]) {
+        match self.cfg.protocol {
             Protocol::Clean => ("dev", &self.split.dev),
             Protocol::Reference => ("test", &self.split.test),
-        };
+        }
+    }
+
+    /// The in-training evaluation on [`Trainer::eval_split`]; keeps the best parameters (unless
+    /// [`TrainConfig::select_last`], where `improved` is always false and nothing is kept).
+    pub fn evaluate_and_select(&mut self) -> Result<EvalRecord> {
+        let (split, pairs) = self.eval_split();
         let report = self.evaluate_on(&self.params, pairs, false)?;
         let score = selection_score(&report);
-        let improved = self.best.as_ref().is_none_or(|b| score > b.score);
+        let improved = !self.cfg.select_last && self.best.as_ref().is_none_or(|b| score > b.score);
         if improved {
             self.best = Some(Best { epoch: self.epoch, score, params: self.params.snapshot_blocking()? });
         }
@@ -443,11 +456,12 @@ impl Trainer {
         self.epoch >= self.cfg.epochs
     }
 
-    /// The selected parameters (best on dev, or on test in the reference protocol), else the current.
+    /// The selected parameters (best on dev, or on test in the reference protocol), else the current (always
+    /// with [`TrainConfig::select_last`]).
     pub fn selected(&self) -> (&Params, usize) {
         match &self.best {
-            Some(b) => (&b.params, b.epoch),
-            None => (&self.params, self.epoch),
+            Some(b) if !self.cfg.select_last => (&b.params, b.epoch),
+            _ => (&self.params, self.epoch),
         }
     }
 

@@ -763,3 +763,52 @@ fn steps_per_epoch_take_one_optimiser_step_per_part_and_backends_agree() {
     let lg = epoch_losses(&mut ga);
     assert_losses_agree(&[vec![la], lc].concat(), &lg, 1e-3);
 }
+
+// ---- keeping the last epoch (refit without a dev split) ---------------------------------------------------
+
+#[test]
+fn select_last_keeps_the_last_epoch_and_lets_the_clean_protocol_train_without_dev() {
+    let (m, mut c) = config();
+    c.epochs = 4;
+    c.eval_every = 2;
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
+    let no_dev = ds.split.clone().unwrap();
+    assert!(no_dev.dev.is_empty());
+    let build = |cfg: TrainConfig| {
+        let model = LoginMea::new(m.clone(), &inputs).unwrap();
+        let params = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), cfg.seed).unwrap();
+        Trainer::new(Box::new(model), inputs.clone(), cfg, no_dev.clone(), params)
+    };
+    // Without a dev split the clean protocol refuses to pick a model, and says how to go on.
+    let err = build(c.clone()).err().expect("refused");
+    assert!(err.to_string().contains("--select-last"), "{err}");
+    // With --select-last it trains on every training pair and keeps the last epoch's parameters.
+    let mut tr = build(TrainConfig { select_last: true, ..c.clone() }).unwrap();
+    assert!(tr.eval_split().1.is_empty());
+    while !tr.done() {
+        tr.run_epoch().unwrap();
+    }
+    let (sel, epoch) = tr.selected();
+    assert_eq!(epoch, 4);
+    assert_eq!(host(&sel.tensors()[0]), host(&tr.params.tensors()[0]));
+    // With a dev split, evaluations still run (for the curve) but never select: after the last epoch the
+    // model is the current one, not the best on dev.
+    let mut with_dev = trainer(&Device::Cpu, m.clone(), TrainConfig { select_last: true, ..c.clone() });
+    let mut best = trainer(&Device::Cpu, m, c);
+    for t in [&mut with_dev, &mut best] {
+        while !t.done() {
+            t.run_epoch().unwrap();
+            if t.eval_due() {
+                let rec = t.evaluate_and_select().unwrap();
+                assert_eq!(rec.split, "dev");
+            }
+        }
+    }
+    assert!(with_dev.best.is_none(), "--select-last keeps no best copy");
+    assert_eq!(with_dev.selected().1, 4);
+    assert!(best.best.is_some(), "the default keeps the best on dev");
+    let e = with_dev.params.names().iter().position(|n| n == "ent").unwrap();
+    assert_eq!(host(&with_dev.selected().0.tensors()[e]), host(&with_dev.params.tensors()[e]));
+}

@@ -169,9 +169,15 @@ pub struct TrainArgs {
     /// Share of the gold links used for training (incl. dev) when the split is made here.
     #[arg(long, default_value_t = 0.3)]
     pub train_ratio: f64,
-    /// Share of the training pairs moved to the dev split (default 0.1 clean, 0 reference).
+    /// Share of the training pairs moved to the dev split (default 0.1 clean, 0 reference and with
+    /// --select-last).
     #[arg(long)]
     pub dev_fraction: Option<f64>,
+    /// Keep the last epoch's model instead of the best on dev (or on test, reference protocol). The clean
+    /// protocol then needs no dev split and trains on every training pair: a refit for an epoch count
+    /// picked on an earlier run's dev curve.
+    #[arg(long)]
+    pub select_last: bool,
     /// Make a seeded split even if the dataset comes with one (train_ill/test_ill, split.tsv).
     #[arg(long)]
     pub seeded_split: bool,
@@ -284,6 +290,7 @@ impl TrainArgs {
         t.negatives = self.negatives;
         t.dropout = self.dropout;
         t.steps = self.steps_per_epoch;
+        t.select_last = self.select_last;
         t.il_csls = self.il_csls;
         t.seed = self.seed;
         let lm = LoginMeaConfig {
@@ -357,8 +364,8 @@ impl TrainArgs {
 
     fn dev_fraction(&self) -> f64 {
         self.dev_fraction.unwrap_or(match self.protocol {
-            ProtocolArg::Clean => 0.1,
-            ProtocolArg::Reference => 0.0,
+            ProtocolArg::Clean if !self.select_last => 0.1,
+            _ => 0.0,
         })
     }
 }
@@ -376,7 +383,7 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
     let mods: Vec<&str> = trainer.model.modalities().iter().map(|m| m.name()).collect();
     format!(
-        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {} | split: train {} / dev {} / test {} ({})",
+        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{} | split: train {} / dev {} / test {} ({})",
         ds.name,
         spec.model.name(),
         if mods.is_empty() { "" } else { " + " },
@@ -387,6 +394,7 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
             Protocol::Reference => "reference",
         },
         if spec.train.iterative { "iterative" } else { "non-iterative" },
+        if spec.train.select_last { ", last epoch kept" } else { "" },
         trainer.split.train.len(),
         trainer.split.dev.len(),
         trainer.split.test.len(),
@@ -576,21 +584,29 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         pb.set_position(trainer.epoch as u64);
         pb.set_message(format!("loss {:.4}{last_metric}", stats.loss));
         if trainer.eval_due() {
-            let t1 = Instant::now();
-            let rec: EvalRecord = trainer.evaluate_and_select()?;
-            eval_secs.push(t1.elapsed().as_secs_f64());
-            let mut line = serde_json::to_value(&rec).unwrap_or(json!({}));
-            line["kind"] = json!("eval");
-            line["seconds"] = json!(t1.elapsed().as_secs_f64());
-            fsx::append_line(&dir.file("metrics.jsonl"), &line.to_string())?;
-            let m = rec.report.csls.as_ref().unwrap_or(&rec.report.plain).l2r;
-            last_metric = format!(" | {} H@1 {:.4} MRR {:.4}", rec.split, m.hits1, m.mrr);
-            if !interactive && !args.quiet {
-                println!("epoch {:>4}: loss {:.4}{last_metric}{}", trainer.epoch, stats.loss, if rec.improved { " *" } else { "" });
-            }
-            if rec.improved {
-                let metrics = json!({ rec.split: rec.report });
-                write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &metrics))?;
+            if trainer.eval_split().1.is_empty() {
+                // --select-last without a dev split: nothing to evaluate; the checkpoint follows the run.
+                if !interactive && !args.quiet {
+                    println!("epoch {:>4}: loss {:.4}", trainer.epoch, stats.loss);
+                }
+                write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &json!({})))?;
+            } else {
+                let t1 = Instant::now();
+                let rec: EvalRecord = trainer.evaluate_and_select()?;
+                eval_secs.push(t1.elapsed().as_secs_f64());
+                let mut line = serde_json::to_value(&rec).unwrap_or(json!({}));
+                line["kind"] = json!("eval");
+                line["seconds"] = json!(t1.elapsed().as_secs_f64());
+                fsx::append_line(&dir.file("metrics.jsonl"), &line.to_string())?;
+                let m = rec.report.csls.as_ref().unwrap_or(&rec.report.plain).l2r;
+                last_metric = format!(" | {} H@1 {:.4} MRR {:.4}", rec.split, m.hits1, m.mrr);
+                if !interactive && !args.quiet {
+                    println!("epoch {:>4}: loss {:.4}{last_metric}{}", trainer.epoch, stats.loss, if rec.improved { " *" } else { "" });
+                }
+                if rec.improved || spec.train.select_last {
+                    let metrics = json!({ rec.split: rec.report });
+                    write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &metrics))?;
+                }
             }
             write_resume(&dir, &trainer)?;
             write_curve(&dir, &format!("{} ({})", ds.name, metric_label), metric_label)?;
@@ -626,10 +642,11 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     println!();
     println!("setting: {setting}");
     println!(
-        "model selected at epoch {sel_epoch} on the {} split; test metrics ({} pairs, candidates = the test pairs' KG2 entities):",
+        "model {}; test metrics ({} pairs, candidates = the test pairs' KG2 entities):",
         match spec.train.protocol {
-            Protocol::Clean => "dev",
-            Protocol::Reference => "TEST (reference protocol: selection on test, as the released code)",
+            _ if spec.train.select_last => format!("of the last epoch, {sel_epoch} (--select-last)"),
+            Protocol::Clean => format!("selected at epoch {sel_epoch} on the dev split"),
+            Protocol::Reference => format!("selected at epoch {sel_epoch} on the TEST split (reference protocol: selection on test, as the released code)"),
         },
         test.pairs
     );
