@@ -294,7 +294,7 @@ impl Trainer {
         for (step, part) in step_parts(&pairs, cfg.steps).enumerate() {
             let (step_loss, g) = self.loss_and_gradients_at(part, &negatives, self.dropout_at(step))?;
             if !step_loss.is_finite() {
-                let at = if self.cfg.steps > 1 { format!("epoch {e}, step {}", step + 1) } else { format!("epoch {e}") };
+                let at = if cfg.steps > 1 { format!("epoch {e}, step {}", step + 1) } else { format!("epoch {e}") };
                 return Err(Error::NonFinite {
                     op: "train",
                     detail: format!("the loss is {step_loss} at {at}; the last good checkpoint is kept. Lower the learning rate (now {})", self.adamw.lr),

@@ -742,17 +742,9 @@ fn steps_per_epoch_take_one_optimiser_step_per_part_and_backends_agree() {
     let e = a.params.names().iter().position(|n| n == "ent").expect("an `ent` table");
     assert_ne!(host(&a.params.tensors()[e]), host(&one.params.tensors()[e]));
     // More steps than training pairs, or none, are refused.
-    let (m2, c2) = config();
-    let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions::default());
-    let inputs = mmea_core::model::Inputs::build(&Device::Cpu, &ds, &features, None, &Default::default()).unwrap();
-    let mut split = ds.split.clone().unwrap();
-    split.carve_dev(0.1, c2.seed);
-    for steps in [0, split.train.len() + 1] {
-        let model = LoginMea::new(m2.clone(), &inputs).unwrap();
-        let params = model.init(&Device::Cpu, inputs.n, inputs.graph.num_rel(), c2.seed).unwrap();
-        let bad = TrainConfig { steps, ..c2.clone() };
-        let err = Trainer::new(Box::new(model), inputs.clone(), bad, split.clone(), params).err().expect("refused");
+    let mc = mmea_core::model::ModelConfig::LoginMea(m.clone());
+    for steps in [0, a.split.train.len() + 1] {
+        let err = try_trainer_for(&Device::Cpu, &mc, TrainConfig { steps, ..c.clone() }).err().expect("refused");
         assert!(err.to_string().contains("steps"), "{err}");
     }
     // The loss falls, and both backends agree epoch by epoch.

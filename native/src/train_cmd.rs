@@ -584,12 +584,13 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         pb.set_position(trainer.epoch as u64);
         pb.set_message(format!("loss {:.4}{last_metric}", stats.loss));
         if trainer.eval_due() {
-            if trainer.eval_split().1.is_empty() {
+            // The metrics of a checkpoint to write now, if one is due.
+            let checkpoint = if trainer.eval_split().1.is_empty() {
                 // --select-last without a dev split: nothing to evaluate; the checkpoint follows the run.
                 if !interactive && !args.quiet {
                     println!("epoch {:>4}: loss {:.4}", trainer.epoch, stats.loss);
                 }
-                write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &json!({})))?;
+                Some(json!({}))
             } else {
                 let t1 = Instant::now();
                 let rec: EvalRecord = trainer.evaluate_and_select()?;
@@ -603,10 +604,10 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
                 if !interactive && !args.quiet {
                     println!("epoch {:>4}: loss {:.4}{last_metric}{}", trainer.epoch, stats.loss, if rec.improved { " *" } else { "" });
                 }
-                if rec.improved || spec.train.select_last {
-                    let metrics = json!({ rec.split: rec.report });
-                    write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &metrics))?;
-                }
+                (rec.improved || spec.train.select_last).then(|| json!({ rec.split: rec.report }))
+            };
+            if let Some(metrics) = checkpoint {
+                write_checkpoint(&dir, &trainer.params, checkpoint_meta(&spec, &fp, &split_tsv, trainer.epoch, &metrics))?;
             }
             write_resume(&dir, &trainer)?;
             write_curve(&dir, &format!("{} ({})", ds.name, metric_label), metric_label)?;
