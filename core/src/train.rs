@@ -83,6 +83,32 @@ pub struct TrainConfig {
     /// earlier run's dev curve, then train on train + dev for that many epochs).
     #[serde(default)]
     pub select_last: bool,
+    /// The learning rate over the epochs: constant (LoginMEA) or a cosine decay over `epochs`.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+}
+
+/// How the learning rate changes from epoch to epoch ([`TrainConfig::lr_schedule`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The protocol's rate every epoch (with iterative learning, lr/5 from `il_start`), as the papers.
+    #[default]
+    Constant,
+    /// Epoch `e` of `E` uses the protocol's rate times `(1 + cos(π e / E)) / 2`: the full rate in epoch 0,
+    /// falling smoothly towards 0 in the last epoch (SGDR without restarts). AdamW's decoupled weight
+    /// decay scales with it, as PyTorch's schedulers do. One factor per epoch, shared by its steps.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The factor applied to the rate in epoch `e` of a run of `epochs` epochs.
+    pub fn factor(self, e: usize, epochs: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * e as f64 / epochs.max(1) as f64).cos()),
+        }
+    }
 }
 
 fn one() -> usize {
@@ -112,6 +138,7 @@ impl TrainConfig {
                 dropout: 0.0,
                 steps: 1,
                 select_last: false,
+                lr_schedule: LrSchedule::Constant,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -132,6 +159,7 @@ impl TrainConfig {
                 dropout: 0.0,
                 steps: 1,
                 select_last: false,
+                lr_schedule: LrSchedule::Constant,
             },
         }
     }
@@ -268,20 +296,19 @@ impl Trainer {
         let e = self.epoch;
         let cfg = &self.cfg;
         // Optimiser schedule (§3.3).
+        let mut base = cfg.lr;
         if e >= cfg.il_start && (cfg.iterative || cfg.protocol == Protocol::Reference) {
+            base = cfg.lr / 5.0;
             match cfg.protocol {
-                Protocol::Reference => {
-                    self.adamw.lr = cfg.lr / 5.0;
-                    self.adamw.reset_state();
-                }
+                Protocol::Reference => self.adamw.reset_state(),
                 Protocol::Clean if !self.lr_dropped => {
-                    self.adamw.lr = cfg.lr / 5.0;
                     self.adamw.reset_state();
                     self.lr_dropped = true;
                 }
                 Protocol::Clean => {}
             }
         }
+        self.adamw.lr = base * cfg.lr_schedule.factor(e, cfg.epochs);
         if !self.model.trainable() {
             // Nothing to learn: the epoch only counts (evaluation and selection work as for any model).
             self.epoch += 1;

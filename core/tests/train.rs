@@ -14,7 +14,7 @@ mod common;
 use common::{assert_close, gpu};
 use mmea_core::data::{self, FeatureOptions};
 use mmea_core::model::{LoginMea, LoginMeaConfig};
-use mmea_core::train::{Protocol, TrainConfig, Trainer};
+use mmea_core::train::{LrSchedule, Protocol, TrainConfig, Trainer};
 use mmea_core::{Device, Tensor};
 
 const FLOOR_H1: f64 = 0.40;
@@ -803,4 +803,68 @@ fn select_last_keeps_the_last_epoch_and_lets_the_clean_protocol_train_without_de
     assert!(best.best.is_some(), "the default keeps the best on dev");
     let e = with_dev.params.names().iter().position(|n| n == "ent").unwrap();
     assert_eq!(host(&with_dev.selected().0.tensors()[e]), host(&with_dev.params.tensors()[e]));
+}
+
+// ---- learning-rate schedule ------------------------------------------------------------------------------
+
+#[test]
+fn cosine_schedule_sets_each_epochs_rate_keeps_the_il_drop_and_resumes_exactly() {
+    // The factor: 1 in epoch 0, 1/2 half-way, small but positive in the last epoch, never rising.
+    let f = |e| LrSchedule::Cosine.factor(e, 10);
+    assert_eq!(f(0), 1.0);
+    assert!((f(5) - 0.5).abs() < 1e-12);
+    assert!(f(9) > 0.0 && f(9) < 0.03, "{}", f(9));
+    assert!((1..10).all(|e| f(e) < f(e - 1)));
+    assert!((0..10).all(|e| LrSchedule::Constant.factor(e, 10) == 1.0));
+
+    let (m, mut c) = config();
+    c.epochs = 8;
+    c.iterative = true;
+    c.il_start = 4;
+    c.il_step = 1;
+    let cos = TrainConfig { lr_schedule: LrSchedule::Cosine, ..c.clone() };
+    // Epoch e runs at (lr, or lr/5 from il_start) × the factor; the constant schedule keeps the old rates.
+    let mut a = trainer(&Device::Cpu, m.clone(), cos.clone());
+    let mut k = trainer(&Device::Cpu, m.clone(), c.clone());
+    let mut la = Vec::new();
+    while !a.done() {
+        let e = a.epoch;
+        la.push(a.run_epoch().unwrap().loss);
+        k.run_epoch().unwrap();
+        let base = if e >= c.il_start { c.lr / 5.0 } else { c.lr };
+        assert_eq!(a.adamw.lr, base * LrSchedule::Cosine.factor(e, 8), "cosine rate in epoch {e}");
+        assert_eq!(k.adamw.lr, base, "constant rate in epoch {e}");
+        if a.eval_due() {
+            a.evaluate_and_select().unwrap();
+        }
+    }
+    // Epoch 0 is the same step; later epochs are not.
+    let e = a.params.names().iter().position(|n| n == "ent").unwrap();
+    assert_ne!(host(&a.params.tensors()[e]), host(&k.params.tensors()[e]));
+    let mut one_each = [trainer(&Device::Cpu, m.clone(), cos.clone()), trainer(&Device::Cpu, m.clone(), c.clone())];
+    for t in &mut one_each {
+        t.run_epoch().unwrap();
+    }
+    assert_eq!(host(&one_each[0].params.tensors()[e]), host(&one_each[1].params.tensors()[e]));
+    // Interrupted after epoch 5 and restored: the same rates, losses and parameters.
+    let mut b = trainer(&Device::Cpu, m.clone(), cos.clone());
+    let mut lb = Vec::new();
+    while b.epoch < 5 {
+        lb.push(b.run_epoch().unwrap().loss);
+        if b.eval_due() {
+            b.evaluate_and_select().unwrap();
+        }
+    }
+    let (state, tensors) = (b.state(), b.state_tensors().unwrap().snapshot_blocking().unwrap());
+    drop(b);
+    let mut r = trainer(&Device::Cpu, m, cos);
+    r.restore(&state, &tensors, "test state").unwrap();
+    while !r.done() {
+        lb.push(r.run_epoch().unwrap().loss);
+        if r.eval_due() {
+            r.evaluate_and_select().unwrap();
+        }
+    }
+    assert_eq!(la, lb, "losses of the resumed cosine run differ");
+    assert_eq!(host(&a.params.tensors()[e]), host(&r.params.tensors()[e]));
 }

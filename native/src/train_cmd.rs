@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
 use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
-use mmea_core::train::{EvalRecord, Protocol, TrainConfig, Trainer, TrainerState};
+use mmea_core::train::{EvalRecord, LrSchedule, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
 
@@ -38,6 +38,14 @@ pub const DEMO_EPOCHS: usize = 80;
 pub enum ProtocolArg {
     Clean,
     Reference,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LrScheduleArg {
+    /// The protocol's rate every epoch (LoginMEA).
+    Constant,
+    /// Cosine decay from the rate in epoch 0 towards 0 in the last epoch.
+    Cosine,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -129,6 +137,11 @@ pub struct TrainArgs {
     pub lr: Option<f64>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// The learning rate over the epochs: constant (as LoginMEA), or cosine, decaying from the rate in
+    /// the first epoch towards 0 in the last one (the horizon is --epochs, so a cosine run cannot be
+    /// extended by --resume --epochs).
+    #[arg(long, value_enum, default_value = "constant")]
+    pub lr_schedule: LrScheduleArg,
     /// Training pairs per loss chunk.
     #[arg(long)]
     pub batch: Option<usize>,
@@ -291,6 +304,10 @@ impl TrainArgs {
         t.dropout = self.dropout;
         t.steps = self.steps_per_epoch;
         t.select_last = self.select_last;
+        t.lr_schedule = match self.lr_schedule {
+            LrScheduleArg::Constant => LrSchedule::Constant,
+            LrScheduleArg::Cosine => LrSchedule::Cosine,
+        };
         t.il_csls = self.il_csls;
         t.seed = self.seed;
         let lm = LoginMeaConfig {
@@ -383,7 +400,7 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
     let mods: Vec<&str> = trainer.model.modalities().iter().map(|m| m.name()).collect();
     format!(
-        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{} | split: train {} / dev {} / test {} ({})",
+        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{} | split: train {} / dev {} / test {} ({})",
         ds.name,
         spec.model.name(),
         if mods.is_empty() { "" } else { " + " },
@@ -395,6 +412,7 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
         },
         if spec.train.iterative { "iterative" } else { "non-iterative" },
         if spec.train.select_last { ", last epoch kept" } else { "" },
+        if spec.train.lr_schedule == LrSchedule::Cosine { ", cosine lr" } else { "" },
         trainer.split.train.len(),
         trainer.split.dev.len(),
         trainer.split.test.len(),
@@ -492,6 +510,12 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             let text = String::from_utf8_lossy(&fsx::read(&cfg_path)?).to_string();
             let mut spec: RunSpec = setup::parse_json(&cfg_path.display().to_string(), &text)?;
             if let Some(e) = args.epochs {
+                if e != spec.train.epochs && spec.train.lr_schedule == LrSchedule::Cosine {
+                    return Err(Error::InvalidArgument {
+                        op: "train --resume",
+                        detail: format!("{} uses a cosine learning-rate schedule over its {} epochs; extending it to {e} would change the rates it has already used (start a new run instead)", cfg_path.display(), spec.train.epochs),
+                    });
+                }
                 if e != spec.train.epochs {
                     // Keep the results table's command honest: the run is the original command, extended.
                     spec.command = format!("{} ; mmea train --resume {} --epochs {e}", spec.command, d.display());
