@@ -32,11 +32,15 @@ pub struct EvalOptions {
     pub sinkhorn: Option<SinkhornDecoding>,
     /// Rows per score tile; None picks the most that fit one 128 MiB binding.
     pub block_rows: Option<usize>,
+    /// Some(k): only the first k queries and the first k candidates are gold pairs; the rest are
+    /// distractors, which take part in every ranking, in CSLS's neighbourhoods and in Sinkhorn's
+    /// normalisation but get no rank of their own (the metrics count k pairs). None: all are scored.
+    pub scored: Option<usize>,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: None }
+        EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: None, scored: None }
     }
 }
 
@@ -55,8 +59,10 @@ pub struct EvalReport {
     pub sinkhorn: Option<BothWays>,
 }
 
-async fn both_ways(r: &Ranks) -> Result<BothWays> {
-    Ok(BothWays { l2r: metrics(&r.l2r.to_vec_u32().await?), r2l: metrics(&r.r2l.to_vec_u32().await?) })
+/// Metrics of the first `k` ranks in each direction (the scored pairs; see [`EvalOptions::scored`]).
+async fn both_ways(r: &Ranks, k: usize) -> Result<BothWays> {
+    let (l2r, r2l) = (r.l2r.to_vec_u32().await?, r.r2l.to_vec_u32().await?);
+    Ok(BothWays { l2r: metrics(&l2r[..k.min(l2r.len())]), r2l: metrics(&r2l[..k.min(r2l.len())]) })
 }
 
 /// Evaluate `emb` `[N, d]` (one row per entity, dense indices) on `pairs` (KG1 index, KG2 index).
@@ -99,18 +105,22 @@ pub async fn evaluate_normalized_blocks(p: &[Tensor], q: &[Tensor], opts: &EvalO
         return Err(Error::invalid(OP, "no pairs to evaluate"));
     }
     let block_rows = opts.block_rows.unwrap_or_else(|| (BROWSER_BINDING_LIMIT as usize / (4 * n)).clamp(1, n));
+    let scored = opts.scored.unwrap_or(n);
+    if scored == 0 || scored > n {
+        return Err(Error::invalid(OP, format!("{scored} scored pairs among {n} rows (need 1..={n})")));
+    }
     let s: TiledMatrix = similarity_tiles_blocks(p, q, block_rows)?;
 
-    let plain = both_ways(&rank_counts(&s)?).await?;
+    let plain = both_ways(&rank_counts(&s)?, scored).await?;
     let csls_m = match opts.csls_k {
-        Some(k) => Some(both_ways(&rank_counts(&csls(&s, k.min(n))?)?).await?),
+        Some(k) => Some(both_ways(&rank_counts(&csls(&s, k.min(n))?)?, scored).await?),
         None => None,
     };
     let sinkhorn_m = match opts.sinkhorn {
-        Some(sk) => Some(both_ways(&rank_counts(&sinkhorn(&s, sk.eps, sk.iters)?.log_plan)?).await?),
+        Some(sk) => Some(both_ways(&rank_counts(&sinkhorn(&s, sk.eps, sk.iters)?.log_plan)?, scored).await?),
         None => None,
     };
-    Ok(EvalReport { pairs: n, plain, csls: csls_m, sinkhorn: sinkhorn_m })
+    Ok(EvalReport { pairs: scored, plain, csls: csls_m, sinkhorn: sinkhorn_m })
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -868,3 +868,42 @@ fn cosine_schedule_sets_each_epochs_rate_keeps_the_il_drop_and_resumes_exactly()
     assert_eq!(la, lb, "losses of the resumed cosine run differ");
     assert_eq!(host(&a.params.tensors()[e]), host(&r.params.tensors()[e]));
 }
+
+// ---- dev evaluation among distractors -------------------------------------------------------------------
+
+#[test]
+fn dev_distractors_are_unlabelled_entities_and_make_dev_harder() {
+    let (m, mut c) = config();
+    c.epochs = 10;
+    let mut plain = trainer(&Device::Cpu, m.clone(), c.clone());
+    let mut hard = trainer(&Device::Cpu, m.clone(), TrainConfig { dev_distractors: 400, ..c.clone() });
+    assert!(plain.dev_distractors().is_empty());
+    // 400 pseudo-pairs of entities in no training or dev pair, one KG each side, no entity twice.
+    let d = hard.dev_distractors().to_vec();
+    assert_eq!(d.len(), 400);
+    let n1 = hard.inputs.n1 as u32;
+    let used: std::collections::HashSet<u32> = hard.split.train.iter().chain(&hard.split.dev).flat_map(|&(l, r)| [l, r]).collect();
+    assert!(d.iter().all(|&(l, r)| l < n1 && r >= n1 && !used.contains(&l) && !used.contains(&r)));
+    let lefts: std::collections::HashSet<u32> = d.iter().map(|p| p.0).collect();
+    let rights: std::collections::HashSet<u32> = d.iter().map(|p| p.1).collect();
+    assert_eq!((lefts.len(), rights.len()), (400, 400));
+    // Clamped to what exists; the same for a rebuilt trainer (a resumed run ranks dev the same way).
+    let all = trainer(&Device::Cpu, m.clone(), TrainConfig { dev_distractors: 1_000_000, ..c.clone() });
+    assert!(all.dev_distractors().len() < 1_000_000 && all.dev_distractors().len() > 400);
+    assert_eq!(trainer(&Device::Cpu, m.clone(), TrainConfig { dev_distractors: 400, ..c.clone() }).dev_distractors(), &d[..]);
+    // Training is unchanged; only the dev evaluation is: it counts the dev pairs, ranked among more candidates.
+    for t in [&mut plain, &mut hard] {
+        while !t.done() {
+            t.run_epoch().unwrap();
+        }
+    }
+    let e = plain.params.names().iter().position(|n| n == "ent").unwrap();
+    assert_eq!(host(&plain.params.tensors()[e]), host(&hard.params.tensors()[e]));
+    let (a, b) = (plain.evaluate_and_select().unwrap(), hard.evaluate_and_select().unwrap());
+    assert_eq!((a.report.pairs, b.report.pairs), (hard.split.dev.len(), hard.split.dev.len()));
+    let (ma, mb) = (a.report.csls.unwrap().l2r, b.report.csls.unwrap().l2r);
+    assert!(mb.mrr < ma.mrr && mb.mr > ma.mr, "distractors should make dev harder: {ma:?} vs {mb:?}");
+    // The reference protocol evaluates on test and takes no distractors.
+    let r = trainer(&Device::Cpu, m, TrainConfig { dev_distractors: 400, ..TrainConfig { protocol: Protocol::Reference, ..c } });
+    assert!(r.dev_distractors().is_empty());
+}

@@ -29,6 +29,7 @@ impl EvalSettings {
             csls_k: (self.csls_k > 0).then_some(self.csls_k),
             sinkhorn: sinkhorn.then_some(SinkhornDecoding { eps: self.sinkhorn_eps, iters: self.sinkhorn_iters }),
             block_rows: None,
+            scored: None,
         }
     }
 }

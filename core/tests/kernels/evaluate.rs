@@ -58,7 +58,7 @@ fn evaluation_matches_the_spec_literally_on_both_backends() {
     let want = (metrics(&l2r), metrics(&r2l), metrics(&cs));
     assert!(want.0.hits1 > 0.2 && want.0.hits1 < 0.95, "the data should mix hits and misses: {:?}", want.0);
 
-    let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: Some(128) };
+    let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: Some(128), scored: None };
     let mut devices = vec![Device::Cpu];
     devices.extend(gpu());
     let mut sinkhorn_h1 = Vec::new();
@@ -76,6 +76,46 @@ fn evaluation_matches_the_spec_literally_on_both_backends() {
     }
     if sinkhorn_h1.len() == 2 {
         assert!((sinkhorn_h1[0] - sinkhorn_h1[1]).abs() <= 1.0 / n as f64, "Sinkhorn CPU vs GPU: {sinkhorn_h1:?}");
+    }
+}
+
+/// `EvalOptions::scored`: with the last rows and columns as distractors, the scored pairs' ranks are the
+/// full matrix's ranks of those pairs (distractors compete in every direction and in CSLS), on both backends.
+#[test]
+fn distractors_compete_but_are_not_scored() {
+    let (n, d, n_ent, k) = (300usize, 16usize, 700usize, 110usize);
+    let base = rand_vec(80, n * d, -1.0, 1.0);
+    let noise = rand_vec(81, n * d, -1.0, 1.0);
+    let mut emb = rand_vec(82, n_ent * d, -1.0, 1.0);
+    for i in 0..n {
+        for t in 0..d {
+            emb[i * d + t] = base[i * d + t];
+            emb[(350 + i) * d + t] = base[i * d + t] + 1.2 * noise[i * d + t];
+        }
+    }
+    let pairs: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, 350 + i)).collect();
+    let q: Vec<f32> = (0..n).flat_map(|i| emb[(350 + i) * d..(351 + i) * d].to_vec()).collect();
+    let (l2r, r2l, cs) = reference(&base, &q, n, d, 3);
+    let want = (metrics(&l2r[..k]), metrics(&r2l[..k]), metrics(&cs[..k]));
+    // Without the distractors the same k pairs rank better: the distractors matter.
+    let alone = reference(&base[..k * d], &q[..k * d], k, d, 3);
+    assert!(metrics(&alone.2).hits1 > want.2.hits1 + 0.05, "{:?} vs {:?}", metrics(&alone.2), want.2);
+    let mut devices = vec![Device::Cpu];
+    devices.extend(gpu());
+    for dev in &devices {
+        let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: Some(64), scored: Some(k) };
+        let r = evaluate_blocking(&t(dev, &emb, &[n_ent, d]), &pairs, &opts).unwrap();
+        assert_eq!(r.pairs, k);
+        assert_eq!(r.sinkhorn.unwrap().l2r.count, k);
+        for (name, got, want) in [("plain l2r", r.plain.l2r, want.0), ("plain r2l", r.plain.r2l, want.1), ("csls l2r", r.csls.unwrap().l2r, want.2)] {
+            assert_eq!(got.count, k, "{dev:?} {name}");
+            assert!((got.hits1 - want.hits1).abs() <= 1.0 / k as f64 + 1e-12, "{dev:?} {name}: {got:?} vs {want:?}");
+            assert!((got.mrr - want.mrr).abs() <= 1.0 / k as f64, "{dev:?} {name}: {got:?} vs {want:?}");
+        }
+        for bad in [0, n + 1] {
+            let err = evaluate_blocking(&t(dev, &emb, &[n_ent, d]), &pairs, &EvalOptions { scored: Some(bad), ..opts.clone() }).unwrap_err();
+            assert!(err.to_string().contains("scored"), "{err}");
+        }
     }
 }
 
