@@ -49,7 +49,7 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Iterative learning (MNN bootstrapping, §3).
     pub iterative: bool,
-    /// First epoch of iterative learning (and of the lr/5 optimiser).
+    /// First epoch of iterative learning (and of the lr × `il_lr_factor` optimiser).
     pub il_start: usize,
     /// `semi_learn_step`: MNN check every `il_step` epochs, pairs added every `10·il_step`.
     pub il_step: usize,
@@ -93,6 +93,14 @@ pub struct TrainConfig {
     /// labels beyond train and dev; clamped to the entities available.
     #[serde(default)]
     pub dev_distractors: usize,
+    /// The rate from `il_start` on is `lr × il_lr_factor` (0.2: the reference code's lr/5, and the
+    /// spec's clean variant); 1 keeps the rate. A new optimiser starts there either way.
+    #[serde(default = "one_fifth")]
+    pub il_lr_factor: f64,
+}
+
+fn one_fifth() -> f64 {
+    0.2
 }
 
 /// How the learning rate changes from epoch to epoch ([`TrainConfig::lr_schedule`]).
@@ -147,6 +155,7 @@ impl TrainConfig {
                 select_last: false,
                 lr_schedule: LrSchedule::Constant,
                 dev_distractors: 0,
+                il_lr_factor: 0.2,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -169,6 +178,7 @@ impl TrainConfig {
                 select_last: false,
                 lr_schedule: LrSchedule::Constant,
                 dev_distractors: 0,
+                il_lr_factor: 0.2,
             },
         }
     }
@@ -177,6 +187,9 @@ impl TrainConfig {
         let bad = |d: String| Err(Error::invalid("train config", d));
         if self.epochs == 0 || self.batch == 0 || self.eval_every == 0 || self.il_step == 0 || self.steps == 0 {
             return bad("epochs, batch, eval-every, il-step and steps per epoch must be at least 1".into());
+        }
+        if !(self.il_lr_factor > 0.0 && self.il_lr_factor.is_finite()) {
+            return bad(format!("the iterative-learning rate factor must be positive (got {})", self.il_lr_factor));
         }
         if self.lr.is_nan() || self.lr <= 0.0 || self.lr.is_infinite() || self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return bad(format!("lr must be positive and weight decay non-negative (got {}, {})", self.lr, self.weight_decay));
@@ -324,7 +337,7 @@ impl Trainer {
         // Optimiser schedule (§3.3).
         let mut base = cfg.lr;
         if e >= cfg.il_start && (cfg.iterative || cfg.protocol == Protocol::Reference) {
-            base = cfg.lr / 5.0;
+            base = cfg.lr * cfg.il_lr_factor;
             match cfg.protocol {
                 Protocol::Reference => self.adamw.reset_state(),
                 Protocol::Clean if !self.lr_dropped => {

@@ -907,3 +907,26 @@ fn dev_distractors_are_unlabelled_entities_and_make_dev_harder() {
     let r = trainer(&Device::Cpu, m, TrainConfig { dev_distractors: 400, ..TrainConfig { protocol: Protocol::Reference, ..c } });
     assert!(r.dev_distractors().is_empty());
 }
+
+#[test]
+fn il_lr_factor_sets_the_rate_from_il_start_and_must_be_positive() {
+    let (m, mut c) = config();
+    c.epochs = 4;
+    c.iterative = true;
+    c.il_start = 2;
+    c.il_step = 1;
+    assert_eq!(c.il_lr_factor, 0.2, "the default is the reference code's lr/5");
+    for f in [1.0, 0.5] {
+        let mut t = trainer(&Device::Cpu, m.clone(), TrainConfig { il_lr_factor: f, ..c.clone() });
+        while !t.done() {
+            let e = t.epoch;
+            t.run_epoch().unwrap();
+            assert_eq!(t.adamw.lr, if e >= 2 { c.lr * f } else { c.lr }, "factor {f}, epoch {e}");
+        }
+    }
+    for bad in [0.0, -1.0, f64::NAN] {
+        let mc = mmea_core::model::ModelConfig::LoginMea(m.clone());
+        let err = try_trainer_for(&Device::Cpu, &mc, TrainConfig { il_lr_factor: bad, ..c.clone() }).err().expect("refused");
+        assert!(err.to_string().contains("iterative-learning rate factor"), "{err}");
+    }
+}

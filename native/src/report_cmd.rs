@@ -83,11 +83,12 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
         let mods: Vec<String> = f["modalities"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
         let modalities = if mods.is_empty() { "structure".to_string() } else { format!("structure + {}", mods.join(" + ")) };
-        let protocol = match (r.spec.train.protocol, r.spec.train.select_last) {
-            (mmea_core::train::Protocol::Clean, true) => "clean, last epoch (--select-last)",
-            (mmea_core::train::Protocol::Clean, false) => "clean, best on dev",
-            (mmea_core::train::Protocol::Reference, true) => "reference, last epoch",
-            (mmea_core::train::Protocol::Reference, false) => "reference, best on TEST",
+        let protocol = match (r.spec.train.protocol, r.spec.train.select_last, r.spec.train.dev_distractors) {
+            (mmea_core::train::Protocol::Clean, true, _) => "clean, last epoch (--select-last)".to_string(),
+            (mmea_core::train::Protocol::Clean, false, 0) => "clean, best on dev".to_string(),
+            (mmea_core::train::Protocol::Clean, false, k) => format!("clean, best on dev among {k} distractors"),
+            (mmea_core::train::Protocol::Reference, true, _) => "reference, last epoch".to_string(),
+            (mmea_core::train::Protocol::Reference, false, _) => "reference, best on TEST".to_string(),
         };
         let csls = ["test", "csls", "l2r"];
         let _ = writeln!(

@@ -162,6 +162,10 @@ pub struct TrainArgs {
     /// mutual nearest neighbours join the training pairs every 10s epochs.
     #[arg(long)]
     pub il_step: Option<usize>,
+    /// Iterative learning: the rate from --il-start on is lr times this (0.2 = lr/5, as the reference
+    /// code and the paper's setting; 1 keeps the rate).
+    #[arg(long, default_value_t = 0.2)]
+    pub il_lr_factor: f64,
     /// Extra negatives for InfoNCE: each epoch, this many KG2 entities that are in no training pair join
     /// the in-batch candidates (not in LoginMEA, which uses in-batch negatives only; 0 = off).
     #[arg(long, default_value_t = 0)]
@@ -311,6 +315,7 @@ impl TrainArgs {
         t.steps = self.steps_per_epoch;
         t.select_last = self.select_last;
         t.dev_distractors = self.dev_distractors;
+        t.il_lr_factor = self.il_lr_factor;
         t.lr_schedule = match self.lr_schedule {
             LrScheduleArg::Constant => LrSchedule::Constant,
             LrScheduleArg::Cosine => LrSchedule::Cosine,
