@@ -97,6 +97,12 @@ pub struct TrainConfig {
     /// spec's clean variant); 1 keeps the rate. A new optimiser starts there either way.
     #[serde(default = "one_fifth")]
     pub il_lr_factor: f64,
+    /// Iterative learning re-labels instead of accumulating: the mutual nearest neighbours are taken over
+    /// every entity in no seed pair (pseudo-labelled ones included), and each addition round replaces the
+    /// previous rounds' pairs with the current candidates, so a later model can drop an earlier mistake.
+    /// Off: the reference procedure (pairs accumulate; their entities leave the pool).
+    #[serde(default)]
+    pub il_refresh: bool,
 }
 
 fn one_fifth() -> f64 {
@@ -156,6 +162,7 @@ impl TrainConfig {
                 lr_schedule: LrSchedule::Constant,
                 dev_distractors: 0,
                 il_lr_factor: 0.2,
+                il_refresh: false,
             },
             Protocol::Reference => TrainConfig {
                 protocol,
@@ -179,6 +186,7 @@ impl TrainConfig {
                 lr_schedule: LrSchedule::Constant,
                 dev_distractors: 0,
                 il_lr_factor: 0.2,
+                il_refresh: false,
             },
         }
     }
@@ -458,6 +466,10 @@ impl Trainer {
             let gold: HashSet<(u32, u32)> = self.split.test.iter().chain(&self.split.dev).copied().collect();
             correct = self.il_candidates.iter().filter(|p| gold.contains(p)).count();
             added = self.il_candidates.len();
+            if self.cfg.il_refresh {
+                // The seeds stay; the pseudo-labels are this round's alone.
+                self.train_pairs.truncate(self.split.train.len());
+            }
             self.train_pairs.append(&mut self.il_candidates);
         }
         Ok(Some(IlEvent { mnn: found, candidates, added, added_correct: correct }))
@@ -465,8 +477,10 @@ impl Trainer {
 
     /// Mutual nearest neighbours between the KG1 and KG2 entities not in any training pair (§3).
     pub fn mutual_nearest(&self) -> Result<Vec<(u32, u32)>> {
-        let used_l: HashSet<u32> = self.train_pairs.iter().map(|p| p.0).collect();
-        let used_r: HashSet<u32> = self.train_pairs.iter().map(|p| p.1).collect();
+        // With `il_refresh` the pool keeps the pseudo-labelled entities (only the seeds leave it).
+        let labelled = if self.cfg.il_refresh { &self.train_pairs[..self.split.train.len()] } else { &self.train_pairs[..] };
+        let used_l: HashSet<u32> = labelled.iter().map(|p| p.0).collect();
+        let used_r: HashSet<u32> = labelled.iter().map(|p| p.1).collect();
         let (n1, n) = (self.inputs.n1 as u32, self.inputs.n as u32);
         let left: Vec<u32> = (0..n1).filter(|i| !used_l.contains(i)).collect();
         let right: Vec<u32> = (n1..n).filter(|i| !used_r.contains(i)).collect();

@@ -930,3 +930,42 @@ fn il_lr_factor_sets_the_rate_from_il_start_and_must_be_positive() {
         assert!(err.to_string().contains("iterative-learning rate factor"), "{err}");
     }
 }
+
+#[test]
+fn il_refresh_replaces_earlier_pseudo_labels_and_keeps_their_entities_in_the_pool() {
+    let (m, mut c) = config();
+    // Addition rounds at epochs 9 and 19 (every 10 · il_step).
+    c.epochs = 20;
+    c.iterative = true;
+    c.il_start = 0;
+    c.il_step = 1;
+    c.il_refresh = true;
+    let mut t = trainer(&Device::Cpu, m.clone(), c.clone());
+    let seeds = t.split.train.clone();
+    let mut rounds = Vec::new();
+    while !t.done() {
+        let s = t.run_epoch().unwrap();
+        if let Some(il) = s.il.filter(|il| il.added > 0) {
+            // The seeds come first and stay; the rest is exactly this round's candidates.
+            assert_eq!(&t.train_pairs[..seeds.len()], &seeds[..]);
+            assert_eq!(t.train_pairs.len(), seeds.len() + il.added, "epoch {}: pseudo-labels replaced, not accumulated", s.epoch);
+            rounds.push(t.train_pairs[seeds.len()..].to_vec());
+        }
+    }
+    assert!(rounds.len() >= 2, "this setting should make several addition rounds: {}", rounds.len());
+    // Later rounds may re-propose entities that earlier rounds labelled (they stay in the pool).
+    let first: std::collections::HashSet<u32> = rounds[0].iter().map(|p| p.0).collect();
+    assert!(rounds[1].iter().any(|p| first.contains(&p.0)), "the pool lost the pseudo-labelled entities");
+    let mnn = t.mutual_nearest().unwrap();
+    let seed_l: std::collections::HashSet<u32> = seeds.iter().map(|p| p.0).collect();
+    assert!(mnn.iter().all(|p| !seed_l.contains(&p.0)), "seed entities must stay out of the pool");
+    // The default accumulates, and its pool excludes every labelled entity.
+    let mut acc = trainer(&Device::Cpu, m, TrainConfig { il_refresh: false, ..c });
+    let mut added = 0;
+    while !acc.done() {
+        added += acc.run_epoch().unwrap().il.map_or(0, |il| il.added);
+    }
+    assert_eq!(acc.train_pairs.len(), seeds.len() + added);
+    let used: std::collections::HashSet<u32> = acc.train_pairs.iter().map(|p| p.0).collect();
+    assert!(acc.mutual_nearest().unwrap().iter().all(|p| !used.contains(&p.0)));
+}

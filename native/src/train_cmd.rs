@@ -166,6 +166,11 @@ pub struct TrainArgs {
     /// code and the paper's setting; 1 keeps the rate).
     #[arg(long, default_value_t = 0.2)]
     pub il_lr_factor: f64,
+    /// Iterative learning re-labels each round instead of accumulating: mutual nearest neighbours over
+    /// every entity in no seed pair, and each round's pairs replace the previous rounds' (so a later model
+    /// can undo an earlier mistake). Off = the reference procedure.
+    #[arg(long)]
+    pub il_refresh: bool,
     /// Extra negatives for InfoNCE: each epoch, this many KG2 entities that are in no training pair join
     /// the in-batch candidates (not in LoginMEA, which uses in-batch negatives only; 0 = off).
     #[arg(long, default_value_t = 0)]
@@ -316,6 +321,7 @@ impl TrainArgs {
         t.select_last = self.select_last;
         t.dev_distractors = self.dev_distractors;
         t.il_lr_factor = self.il_lr_factor;
+        t.il_refresh = self.il_refresh;
         t.lr_schedule = match self.lr_schedule {
             LrScheduleArg::Constant => LrSchedule::Constant,
             LrScheduleArg::Cosine => LrSchedule::Cosine,
