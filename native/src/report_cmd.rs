@@ -97,7 +97,11 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
             label(&r.dataset),
             r.spec.model.name(),
             if r.spec.modalities.names { "on" } else { "off" },
-            if r.spec.train.iterative { "yes" } else { "no" },
+            match (r.spec.train.iterative, r.spec.train.il_refresh) {
+                (false, _) => "no",
+                (true, false) => "yes",
+                (true, true) => "yes (re-labelling, --il-refresh)",
+            },
             m(f, &[csls[0], csls[1], csls[2], "hits1"]),
             m(f, &[csls[0], csls[1], csls[2], "hits10"]),
             m(f, &[csls[0], csls[1], csls[2], "mrr"]),

@@ -428,7 +428,11 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
             Protocol::Clean => "clean",
             Protocol::Reference => "reference",
         },
-        if spec.train.iterative { "iterative" } else { "non-iterative" },
+        match (spec.train.iterative, spec.train.il_refresh) {
+            (false, _) => "non-iterative",
+            (true, false) => "iterative",
+            (true, true) => "iterative (re-labelling each round)",
+        },
         if spec.train.select_last { ", last epoch kept" } else { "" },
         if spec.train.lr_schedule == LrSchedule::Cosine { ", cosine lr" } else { "" },
         trainer.split.train.len(),
