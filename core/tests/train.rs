@@ -109,6 +109,32 @@ fn first_step_gradients_agree_across_backends() {
     }
 }
 
+/// Runs `t` (with the evaluations due) until `stop` epochs are done; returns those epochs' losses.
+fn train_until(t: &mut Trainer, stop: usize) -> Vec<f64> {
+    let mut losses = Vec::new();
+    while t.epoch < stop.min(t.cfg.epochs) {
+        losses.push(t.run_epoch().unwrap().loss);
+        if t.eval_due() {
+            t.evaluate_and_select().unwrap();
+        }
+    }
+    losses
+}
+
+/// A CPU run of (m, c) interrupted after `at` epochs, its state restored into a fresh trainer that runs to
+/// the end: the losses of all epochs, and the resumed trainer.
+fn interrupted_and_resumed(m: LoginMeaConfig, c: TrainConfig, at: usize) -> (Vec<f64>, Trainer) {
+    let mut b = trainer(&Device::Cpu, m.clone(), c.clone());
+    let mut losses = train_until(&mut b, at);
+    let (state, tensors) = (b.state(), b.state_tensors().unwrap().snapshot_blocking().unwrap());
+    drop(b);
+    let mut r = trainer(&Device::Cpu, m, c);
+    r.restore(&state, &tensors, "test state").unwrap();
+    let end = r.cfg.epochs;
+    losses.extend(train_until(&mut r, end));
+    (losses, r)
+}
+
 #[test]
 fn resume_repeats_an_uninterrupted_run() {
     let (m, mut c) = config();
@@ -116,34 +142,10 @@ fn resume_repeats_an_uninterrupted_run() {
     c.iterative = true;
     c.il_start = 0;
     c.il_step = 1;
-    // Uninterrupted.
+    // Uninterrupted, then interrupted after epoch 5 (an evaluation at 5) and restored into a fresh trainer.
     let mut a = trainer(&Device::Cpu, m.clone(), c.clone());
-    let mut la = Vec::new();
-    while !a.done() {
-        la.push(a.run_epoch().unwrap().loss);
-        if a.eval_due() {
-            a.evaluate_and_select().unwrap();
-        }
-    }
-    // Interrupted after epoch 5 (an evaluation at 5), restored into a fresh trainer.
-    let mut b = trainer(&Device::Cpu, m.clone(), c.clone());
-    let mut lb = Vec::new();
-    while b.epoch < 5 {
-        lb.push(b.run_epoch().unwrap().loss);
-        if b.eval_due() {
-            b.evaluate_and_select().unwrap();
-        }
-    }
-    let (state, tensors) = (b.state(), b.state_tensors().unwrap().snapshot_blocking().unwrap());
-    drop(b);
-    let mut r = trainer(&Device::Cpu, m, c);
-    r.restore(&state, &tensors, "test state").unwrap();
-    while !r.done() {
-        lb.push(r.run_epoch().unwrap().loss);
-        if r.eval_due() {
-            r.evaluate_and_select().unwrap();
-        }
-    }
+    let la = train_until(&mut a, c.epochs);
+    let (lb, r) = interrupted_and_resumed(m, c, 5);
     assert_eq!(la, lb, "losses of the resumed run differ");
     assert_eq!(a.train_pairs, r.train_pairs, "iterative learning added different pairs");
     assert!(a.train_pairs.len() > a.split.train.len(), "iterative learning added no pairs in this setting; the test does not exercise it");
@@ -847,24 +849,7 @@ fn cosine_schedule_sets_each_epochs_rate_keeps_the_il_drop_and_resumes_exactly()
     }
     assert_eq!(host(&one_each[0].params.tensors()[e]), host(&one_each[1].params.tensors()[e]));
     // Interrupted after epoch 5 and restored: the same rates, losses and parameters.
-    let mut b = trainer(&Device::Cpu, m.clone(), cos.clone());
-    let mut lb = Vec::new();
-    while b.epoch < 5 {
-        lb.push(b.run_epoch().unwrap().loss);
-        if b.eval_due() {
-            b.evaluate_and_select().unwrap();
-        }
-    }
-    let (state, tensors) = (b.state(), b.state_tensors().unwrap().snapshot_blocking().unwrap());
-    drop(b);
-    let mut r = trainer(&Device::Cpu, m, cos);
-    r.restore(&state, &tensors, "test state").unwrap();
-    while !r.done() {
-        lb.push(r.run_epoch().unwrap().loss);
-        if r.eval_due() {
-            r.evaluate_and_select().unwrap();
-        }
-    }
+    let (lb, r) = interrupted_and_resumed(m, cos, 5);
     assert_eq!(la, lb, "losses of the resumed cosine run differ");
     assert_eq!(host(&a.params.tensors()[e]), host(&r.params.tensors()[e]));
 }

@@ -39,13 +39,21 @@ fn reference(p: &[f32], q: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, V
     (l2r, r2l, cs)
 }
 
-#[test]
-fn evaluation_matches_the_spec_literally_on_both_backends() {
-    // 300 test pairs among 700 entities (KG2 partners at 350 + i), noisy copies: a mix of hits and misses.
+/// The embedding `[700, 16]`, the pairs' KG1 rows (`base`) and KG2 rows (`q`), and the pairs.
+struct Noisy {
+    emb: Vec<f32>,
+    base: Vec<f32>,
+    q: Vec<f32>,
+    pairs: Vec<(u32, u32)>,
+}
+
+/// 300 pairs among 700 entities of width 16 (KG2 partners at 350 + i), the partners noisy copies. Random
+/// draws seeded by `seed`, `seed + 1`, `seed + 2`.
+fn noisy_pairs(seed: u64) -> Noisy {
     let (n, d, n_ent) = (300usize, 16usize, 700usize);
-    let base = rand_vec(70, n * d, -1.0, 1.0);
-    let noise = rand_vec(71, n * d, -1.0, 1.0);
-    let mut emb = rand_vec(72, n_ent * d, -1.0, 1.0);
+    let base = rand_vec(seed, n * d, -1.0, 1.0);
+    let noise = rand_vec(seed + 1, n * d, -1.0, 1.0);
+    let mut emb = rand_vec(seed + 2, n_ent * d, -1.0, 1.0);
     for i in 0..n {
         for t in 0..d {
             emb[i * d + t] = base[i * d + t];
@@ -54,6 +62,14 @@ fn evaluation_matches_the_spec_literally_on_both_backends() {
     }
     let pairs: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, 350 + i)).collect();
     let q: Vec<f32> = (0..n).flat_map(|i| emb[(350 + i) * d..(351 + i) * d].to_vec()).collect();
+    Noisy { emb, base, q, pairs }
+}
+
+#[test]
+fn evaluation_matches_the_spec_literally_on_both_backends() {
+    // 300 test pairs among 700 entities (KG2 partners at 350 + i), noisy copies: a mix of hits and misses.
+    let (n, d, n_ent) = (300usize, 16usize, 700usize);
+    let Noisy { emb, base, q, pairs } = noisy_pairs(70);
     let (l2r, r2l, cs) = reference(&base, &q, n, d, 3);
     let want = (metrics(&l2r), metrics(&r2l), metrics(&cs));
     assert!(want.0.hits1 > 0.2 && want.0.hits1 < 0.95, "the data should mix hits and misses: {:?}", want.0);
@@ -84,17 +100,7 @@ fn evaluation_matches_the_spec_literally_on_both_backends() {
 #[test]
 fn distractors_compete_but_are_not_scored() {
     let (n, d, n_ent, k) = (300usize, 16usize, 700usize, 110usize);
-    let base = rand_vec(80, n * d, -1.0, 1.0);
-    let noise = rand_vec(81, n * d, -1.0, 1.0);
-    let mut emb = rand_vec(82, n_ent * d, -1.0, 1.0);
-    for i in 0..n {
-        for t in 0..d {
-            emb[i * d + t] = base[i * d + t];
-            emb[(350 + i) * d + t] = base[i * d + t] + 1.2 * noise[i * d + t];
-        }
-    }
-    let pairs: Vec<(u32, u32)> = (0..n as u32).map(|i| (i, 350 + i)).collect();
-    let q: Vec<f32> = (0..n).flat_map(|i| emb[(350 + i) * d..(351 + i) * d].to_vec()).collect();
+    let Noisy { emb, base, q, pairs } = noisy_pairs(80);
     let (l2r, r2l, cs) = reference(&base, &q, n, d, 3);
     let want = (metrics(&l2r[..k]), metrics(&r2l[..k]), metrics(&cs[..k]));
     // Without the distractors the same k pairs rank better: the distractors matter.
