@@ -83,7 +83,9 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
         let mods: Vec<String> = f["modalities"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
         let modalities = if mods.is_empty() { "structure".to_string() } else { format!("structure + {}", mods.join(" + ")) };
-        let protocol = match (r.spec.train.protocol, r.spec.train.select_last, r.spec.train.dev_distractors) {
+        // The distractor count actually used (clamped to the unlabelled entities); older records lack it.
+        let distractors = f["dev_distractors"].as_u64().map_or(r.spec.train.dev_distractors, |k| k as usize);
+        let protocol = match (r.spec.train.protocol, r.spec.train.select_last, distractors) {
             (mmea_core::train::Protocol::Clean, true, _) => "clean, last epoch (--select-last)".to_string(),
             (mmea_core::train::Protocol::Clean, false, 0) => "clean, best on dev".to_string(),
             (mmea_core::train::Protocol::Clean, false, k) => format!("clean, best on dev among {k} distractors"),

@@ -418,7 +418,7 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
     let mods: Vec<&str> = trainer.model.modalities().iter().map(|m| m.name()).collect();
     format!(
-        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{} | split: train {} / dev {}{} / test {} ({})",
+        "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{}{} | split: train {} / dev {}{} / test {} ({})",
         ds.name,
         spec.model.name(),
         if mods.is_empty() { "" } else { " + " },
@@ -432,6 +432,11 @@ fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
             (false, _) => "non-iterative",
             (true, false) => "iterative",
             (true, true) => "iterative (re-labelling each round)",
+        },
+        match spec.train.iterative || spec.train.protocol == Protocol::Reference {
+            // The lr factor from `il_start` only shows when it is not the reference code's lr/5.
+            true if spec.train.il_lr_factor != 0.2 => format!(", lr × {} from epoch {}", spec.train.il_lr_factor, spec.train.il_start),
+            _ => String::new(),
         },
         if spec.train.select_last { ", last epoch kept" } else { "" },
         if spec.train.lr_schedule == LrSchedule::Cosine { ", cosine lr" } else { "" },
@@ -685,6 +690,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             "dataset": ds.name, "setting": setting,
             "modalities": trainer.model.modalities().iter().map(|m| m.name()).collect::<Vec<_>>(),
             "split_counts": [trainer.split.train.len(), trainer.split.dev.len(), trainer.split.test.len()],
+            "dev_distractors": trainer.dev_distractors().len(),
         })
         .to_string(),
     )?;

@@ -1,6 +1,7 @@
 //! `mmea train` end to end on the demo pair (tiny model, a few epochs): the learning-rate schedule reaches
 //! the run's config and setting line, and a cosine run refuses to be extended by `--resume --epochs`
-//! (its rates depend on the epoch count) while an interrupted one still resumes.
+//! (its rates depend on the epoch count) while an interrupted one still resumes; the setting line names an
+//! iterative-learning rate other than lr/5, and the record and report give the dev distractors actually used.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -32,5 +33,32 @@ fn cosine_runs_record_their_schedule_and_refuse_a_longer_resume() {
     let same = Command::new(env!("CARGO_BIN_EXE_mmea")).args(["--backend", "cpu", "train", "--quiet", "--resume"]).arg(&out).output().unwrap();
     assert!(same.status.success(), "{}", text(&same));
     assert!(text(&same).contains("no epoch this session"), "{}", text(&same));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
+    let out = std::env::temp_dir().join(format!("mmea-cli-il-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = ["train", "--data", "demo", "--epochs", "2", "--eval-every", "1", "--dim", "16", "--rank", "2", "--iterative", "--il-start", "1"];
+    let o = mmea(&[&args[..], &["--il-step", "1", "--il-lr-factor", "0.5", "--dev-distractors", "1000000", "--quiet", "--out"]].concat(), &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("iterative, lr × 0.5 from epoch 1"), "the setting line names the IL rate: {}", text(&o));
+    // A million distractors are asked for; the demo pair has far fewer unlabelled entities, and the
+    // record and the report give the count actually used.
+    let fin = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let fin: serde_json::Value = serde_json::from_str(fin.lines().last().unwrap()).unwrap();
+    let used = fin["dev_distractors"].as_u64().unwrap();
+    assert!(used > 0 && used < 1_000_000, "{used}");
+    assert!(fin["setting"].as_str().unwrap().contains(&format!("ranked among {used} distractors per side")), "{fin}");
+    let rep = Command::new(env!("CARGO_BIN_EXE_mmea")).arg("report").arg(&out).output().unwrap();
+    assert!(rep.status.success(), "{}", text(&rep));
+    assert!(text(&rep).contains(&format!("clean, best on dev among {used} distractors")), "{}", text(&rep));
+    let _ = std::fs::remove_dir_all(&out);
+
+    // The reference code's lr/5 (the default factor) is not spelled out.
+    let o = mmea(&[&args[..], &["--quiet", "--out"]].concat(), &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("clean protocol, iterative |") && !text(&o).contains("lr ×"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&out);
 }
