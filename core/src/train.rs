@@ -164,30 +164,8 @@ impl TrainConfig {
                 il_lr_factor: 0.2,
                 il_refresh: false,
             },
-            Protocol::Reference => TrainConfig {
-                protocol,
-                epochs: 1000,
-                lr: 5e-4,
-                weight_decay: 0.01,
-                batch: 3500,
-                iterative: true,
-                il_start: 50,
-                il_step: 5,
-                eval_every: 50,
-                seed: 2023,
-                csls_k: 3,
-                sinkhorn_eps: 0.02,
-                sinkhorn_iters: 10,
-                negatives: 0,
-                il_csls: 0,
-                dropout: 0.0,
-                steps: 1,
-                select_last: false,
-                lr_schedule: LrSchedule::Constant,
-                dev_distractors: 0,
-                il_lr_factor: 0.2,
-                il_refresh: false,
-            },
+            // The released code differs in the rate, epochs, iterative learning and evaluation interval.
+            Protocol::Reference => TrainConfig { protocol, epochs: 1000, lr: 5e-4, iterative: true, eval_every: 50, ..Self::for_protocol(Protocol::Clean) },
         }
     }
 

@@ -954,3 +954,18 @@ fn il_refresh_replaces_earlier_pseudo_labels_and_keeps_their_entities_in_the_poo
     let used: std::collections::HashSet<u32> = acc.train_pairs.iter().map(|p| p.0).collect();
     assert!(acc.mutual_nearest().unwrap().iter().all(|p| !used.contains(&p.0)));
 }
+
+#[test]
+fn protocol_presets_follow_the_spec() {
+    // mmea-spec §4.5: the released script (lr 5e-4, wd 0.01, 1000 epochs, bsize 3500, IL from 50 with
+    // step 5, test every 50) and the paper's supplementary Table 2 for the clean protocol (lr 5e-3, wd 1e-2).
+    let (c, r) = (TrainConfig::for_protocol(Protocol::Clean), TrainConfig::for_protocol(Protocol::Reference));
+    assert_eq!((c.lr, c.weight_decay, c.epochs, c.iterative, c.eval_every), (5e-3, 1e-2, 600, false, 10));
+    assert_eq!((r.lr, r.weight_decay, r.epochs, r.iterative, r.eval_every), (5e-4, 0.01, 1000, true, 50));
+    for t in [&c, &r] {
+        assert_eq!((t.batch, t.il_start, t.il_step, t.csls_k, t.il_lr_factor, t.dropout), (3500, 50, 5, 3, 0.2, 0.0));
+        assert_eq!((t.negatives, t.il_csls, t.steps, t.select_last, t.dev_distractors, t.il_refresh), (0, 0, 1, false, 0, false));
+        assert_eq!(t.lr_schedule, LrSchedule::Constant);
+        t.validate().unwrap();
+    }
+}
