@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use mmea_core::data::{
-    self, bag_of_attributes, bag_of_relations, char_bigrams,
+    self, bag_of_attributes, bag_of_relations, bag_of_relations_directed, char_bigrams,
     files::{gzip, MemFiles},
     mclea, npy, openea, tsv, Dataset, FillPolicy, Format, IdSource, LoadOptions, NeighbourCsr, ProblemKind, RawFeatures,
     RelGraphLists, Split, Triple,
@@ -461,6 +461,32 @@ fn bag_of_relations_tiny() {
 }
 
 #[test]
+fn directed_bag_of_relations_tiny() {
+    let ds = tiny();
+    // The same top-2 relations [r0, r2], each as head then as tail.
+    let f = bag_of_relations_directed(&ds, 2, true);
+    assert_eq!(f.columns, ["r0 (head)", "r0 (tail)", "r2 (head)", "r2 (tail)"]);
+    #[rustfmt::skip]
+    let want = vec![
+        1.0, 0.0, 0.0, 0.0, // a: head of (a,r0,b)
+        1.0, 1.0, 0.0, 0.0, // b: tail of (a,r0,b), head of (b,r0,c)
+        0.0, 1.0, 0.0, 0.0, // c: tail of (b,r0,c)
+        0.0, 0.0, 1.0, 1.0, // x: head of (x,r2,y), tail of (y,r2,x)
+        0.0, 0.0, 1.0, 1.0, // y
+    ];
+    assert_eq!(f.data, want);
+    // Padded to top-4: 8 columns; (a,r1,b) puts a in r1's head column and b in its tail column.
+    let f = bag_of_relations_directed(&ds, 4, true);
+    assert_eq!((f.cols, &f.columns[4..]), (8, &["r1 (head)".to_string(), "r1 (tail)".into(), "".into(), "".into()][..]));
+    assert_eq!((f.row(0)[4], f.row(0)[5], f.row(1)[4], f.row(1)[5]), (1.0, 0.0, 0.0, 1.0));
+    assert_eq!(bag_of_relations_directed(&ds, 4, false).cols, 6);
+    // Folding each head/tail pair gives the undirected bag.
+    let u = bag_of_relations(&ds, 4, true);
+    let folded: Vec<f32> = f.data.chunks(2).map(|p| p[0] + p[1]).collect();
+    assert_eq!(folded, u.data);
+}
+
+#[test]
 fn bag_of_attributes_and_bigrams_tiny() {
     let ds = data::load_dir(fixture("openea_tiny")).unwrap();
     let f = bag_of_attributes(&ds, 2, true).unwrap();
@@ -666,4 +692,21 @@ mod fuzzish {
             let _ = npy::read_ids("f", &b);
         }
     }
+}
+
+#[test]
+fn relation_columns_follow_the_modality_choice() {
+    use mmea_core::model::{checkpoint::build_inputs, ModalityChoice};
+    let ds = data::demo().expect("demo");
+    let nr = ds.relations.len();
+    let cols = |choice: ModalityChoice| build_inputs(&mmea_core::Device::Cpu, &ds, &choice, None).unwrap().1.relations.cols;
+    let default = ModalityChoice::default();
+    assert_eq!((default.rel_columns, default.rel_directed), (1000, false), "the reference codes' bag");
+    assert_eq!(cols(default.clone()), 1000);
+    assert_eq!(cols(ModalityChoice { rel_columns: 0, ..default.clone() }), nr, "0 = one column per relation");
+    assert_eq!(cols(ModalityChoice { rel_columns: 0, rel_directed: true, ..default.clone() }), 2 * nr);
+    assert_eq!(cols(ModalityChoice { rel_columns: 10, rel_directed: true, ..default.clone() }), 20);
+    // Run specs written before these fields existed read as the reference bag.
+    let old: ModalityChoice = serde_json::from_str(r#"{"images":true,"relations":true,"attributes":true,"names":false}"#).unwrap();
+    assert_eq!(old, default);
 }

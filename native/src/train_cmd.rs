@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, Modality, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
 use mmea_core::train::{EvalRecord, LrSchedule, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -117,6 +117,14 @@ pub struct TrainArgs {
     /// Use character-bigram name features (off by default, as in the papers).
     #[arg(long)]
     pub names: bool,
+    /// Columns of the bag-of-relations feature: the N most frequent relations (1000, as every reference
+    /// code); 0 = one column per relation (DBP15K zh-en has 3,024; the top 1000 cover 96% of its triples)
+    #[arg(long, default_value_t = 1000)]
+    pub rel_columns: usize,
+    /// Two bag-of-relations columns per relation, counting the entity as head and as tail (the reference
+    /// codes count both ends in one column)
+    #[arg(long)]
+    pub rel_directed: bool,
     /// Ablation: leave out the bag-of-relations modality.
     #[arg(long)]
     pub no_relations: bool,
@@ -385,7 +393,7 @@ impl TrainArgs {
             data: self.data.clone(),
             images: self.images.clone(),
             image_ids: self.image_ids.clone(),
-            modalities: ModalityChoice { images: !self.no_images, relations: !self.no_relations, attributes: !self.no_attributes, names: self.names },
+            modalities: ModalityChoice { images: !self.no_images, relations: !self.no_relations, attributes: !self.no_attributes, names: self.names, rel_columns: self.rel_columns, rel_directed: self.rel_directed },
             model,
             train: t,
             split_source: String::new(),
@@ -416,7 +424,15 @@ impl RunDir {
 
 fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
-    let mods: Vec<&str> = trainer.model.modalities().iter().map(|m| m.name()).collect();
+    let mods: Vec<String> = trainer
+        .model
+        .modalities()
+        .iter()
+        .map(|m| match (m, spec.modalities.relation_bag_note()) {
+            (Modality::Relation, Some(note)) => format!("relation ({note})"),
+            _ => m.name().to_string(),
+        })
+        .collect();
     format!(
         "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{}{} | split: train {} / dev {}{} / test {} ({})",
         ds.name,

@@ -1,7 +1,8 @@
 //! `mmea train` end to end on the demo pair (tiny model, a few epochs): the learning-rate schedule reaches
 //! the run's config and setting line, and a cosine run refuses to be extended by `--resume --epochs`
 //! (its rates depend on the epoch count) while an interrupted one still resumes; the setting line names an
-//! iterative-learning rate other than lr/5, and the record and report give the dev distractors actually used.
+//! iterative-learning rate other than lr/5, and the record and report give the dev distractors actually used;
+//! a relation bag other than the reference codes' is named in the setting line, config and report.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -60,5 +61,22 @@ fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
     let o = mmea(&[&args[..], &["--quiet", "--out"]].concat(), &out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("clean protocol, iterative |") && !text(&o).contains("lr ×"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_non_reference_relation_bag_is_named_in_the_setting_config_and_report() {
+    let out = std::env::temp_dir().join(format!("mmea-cli-relbag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = mmea(&["train", "--data", "demo", "--epochs", "1", "--dim", "16", "--rank", "2", "--rel-columns", "0", "--rel-directed", "--quiet", "--out"], &out);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("structure + relation (every relation, head/tail)"), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!((&cfg["modalities"]["rel_columns"], &cfg["modalities"]["rel_directed"]), (&serde_json::json!(0), &serde_json::json!(true)));
+    let rep = Command::new(env!("CARGO_BIN_EXE_mmea")).arg("report").arg(&out).output().unwrap();
+    assert!(text(&rep).contains("| structure + relation (every relation, head/tail) |"), "{}", text(&rep));
+    // The checkpoint rebuilds the same bag: evaluating it works (a 1000-column bag would not fit W_rel).
+    let ev = Command::new(env!("CARGO_BIN_EXE_mmea")).args(["--backend", "cpu", "eval"]).arg(out.join("checkpoint.safetensors")).output().unwrap();
+    assert!(ev.status.success(), "{}", text(&ev));
     let _ = std::fs::remove_dir_all(&out);
 }

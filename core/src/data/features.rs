@@ -45,6 +45,18 @@ fn top_k(counts: &[u64], first_seen: &[usize], k: usize) -> Vec<usize> {
 /// exactly `top_k` columns (zero padded when there are fewer relations, as MCLEA); otherwise one per
 /// kept relation.
 pub fn bag_of_relations(ds: &Dataset, top_k_rel: usize, pad: bool) -> FeatureMatrix {
+    relation_bag(ds, top_k_rel, pad, false)
+}
+
+/// [`bag_of_relations`] with the direction kept: each kept relation gets two columns, `2c` counting the
+/// triples where the entity is the head and `2c + 1` those where it is the tail (names `r (head)`,
+/// `r (tail)`), so `2·top_k` columns with `pad`. Not in the reference codes, whose bag adds 1 to the same
+/// column for both ends (a person's `birthPlace` and a city's look alike there).
+pub fn bag_of_relations_directed(ds: &Dataset, top_k_rel: usize, pad: bool) -> FeatureMatrix {
+    relation_bag(ds, top_k_rel, pad, true)
+}
+
+fn relation_bag(ds: &Dataset, top_k_rel: usize, pad: bool, directed: bool) -> FeatureMatrix {
     let nr = ds.relations.len();
     let mut counts = vec![0u64; nr];
     let mut first = vec![usize::MAX; nr];
@@ -56,18 +68,25 @@ pub fn bag_of_relations(ds: &Dataset, top_k_rel: usize, pad: bool) -> FeatureMat
         }
     }
     let kept = top_k(&counts, &first, top_k_rel);
-    let cols = if pad { top_k_rel } else { kept.len() };
+    let per = if directed { 2 } else { 1 };
+    let cols = per * if pad { top_k_rel } else { kept.len() };
     let mut col_of = vec![u32::MAX; nr];
     let mut m = FeatureMatrix::zeros(ds.entities.len(), cols);
     for (c, &r) in kept.iter().enumerate() {
-        col_of[r] = c as u32;
-        m.columns[c] = ds.relations.names[r].clone();
+        col_of[r] = (per * c) as u32;
+        if directed {
+            m.columns[2 * c] = format!("{} (head)", ds.relations.names[r]);
+            m.columns[2 * c + 1] = format!("{} (tail)", ds.relations.names[r]);
+        } else {
+            m.columns[c] = ds.relations.names[r].clone();
+        }
     }
+    let tail = per - 1;
     for t in ds.all_triples() {
         let c = col_of[t.r as usize];
         if c != u32::MAX {
             m.data[t.h as usize * cols + c as usize] += 1.0;
-            m.data[t.t as usize * cols + c as usize] += 1.0;
+            m.data[t.t as usize * cols + c as usize + tail] += 1.0;
         }
     }
     m
@@ -168,6 +187,8 @@ pub fn char_bigrams(ds: &Dataset, max_dim: usize) -> (FeatureMatrix, usize) {
 pub struct FeatureOptions {
     /// Columns of the bag-of-relations (1000 in every reference code).
     pub rel_top_k: usize,
+    /// Head and tail columns per relation ([`bag_of_relations_directed`]).
+    pub rel_directed: bool,
     /// Columns of the bag-of-attributes (1000).
     pub attr_top_k: usize,
     /// Zero-pad both bags to exactly `top_k` columns (MCLEA/LoginMEA) instead of `min(top_k, #distinct)`
@@ -181,7 +202,7 @@ pub struct FeatureOptions {
 
 impl Default for FeatureOptions {
     fn default() -> Self {
-        FeatureOptions { rel_top_k: 1000, attr_top_k: 1000, pad_to_top_k: true, char_bigrams: false, char_max_dim: 2048 }
+        FeatureOptions { rel_top_k: 1000, rel_directed: false, attr_top_k: 1000, pad_to_top_k: true, char_bigrams: false, char_max_dim: 2048 }
     }
 }
 
@@ -202,7 +223,7 @@ pub struct Features {
 /// Builds all features and graph structures of a dataset.
 pub fn build_features(ds: &Dataset, opts: &FeatureOptions) -> Features {
     let mut notes = Vec::new();
-    let relations = bag_of_relations(ds, opts.rel_top_k, opts.pad_to_top_k);
+    let relations = if opts.rel_directed { bag_of_relations_directed(ds, opts.rel_top_k, opts.pad_to_top_k) } else { bag_of_relations(ds, opts.rel_top_k, opts.pad_to_top_k) };
     notes.push(format!("bag-of-relations: {} x {} ({} relations in the data)", relations.rows, relations.cols, ds.relations.len()));
     let attributes = bag_of_attributes(ds, opts.attr_top_k, opts.pad_to_top_k);
     match &attributes {

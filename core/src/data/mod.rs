@@ -33,7 +33,7 @@ use std::path::Path;
 pub use check::{check, check_dir, CheckReport, KgCounts, ModalityInput};
 pub use demo::{demo, demo_files, DEMO_MODALITIES};
 pub use diag::{Diagnostics, Problem, ProblemKind, Severity};
-pub use features::{bag_of_attributes, bag_of_relations, build_features, char_bigrams, FeatureMatrix, FeatureOptions, Features};
+pub use features::{bag_of_attributes, bag_of_relations, bag_of_relations_directed, build_features, char_bigrams, FeatureMatrix, FeatureOptions, Features};
 pub use files::{DirFiles, FileSource, MemFiles};
 pub use graph::{NeighbourCsr, RelGraphLists};
 pub use modality::{attach, FillPolicy, FillReport, IdSource, ModalityFeatures, RawFeatures};

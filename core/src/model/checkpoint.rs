@@ -82,7 +82,13 @@ pub struct Opened {
 /// Rebuilds the inputs of `spec` for `ds` (`images`: the run's image features, already attached) on
 /// `device`, returning them with the host features they came from.
 pub fn build_inputs(device: &Device, ds: &Dataset, modalities: &ModalityChoice, images: Option<&ModalityFeatures>) -> Result<(Inputs, Features)> {
-    let opts = FeatureOptions { char_bigrams: modalities.names, ..Default::default() };
+    let mut opts = FeatureOptions { char_bigrams: modalities.names, rel_directed: modalities.rel_directed, ..Default::default() };
+    if modalities.rel_columns == 0 {
+        // One column per relation (padding to the relation count pads nothing but unused relations).
+        opts.rel_top_k = ds.relations.len();
+    } else {
+        opts.rel_top_k = modalities.rel_columns;
+    }
     let features = data::build_features(ds, &opts);
     let mut inputs = Inputs::build(device, ds, &features, images, modalities)?;
     if let Some(img) = images {

@@ -65,11 +65,39 @@ pub struct ModalityChoice {
     pub relations: bool,
     pub attributes: bool,
     pub names: bool,
+    /// Columns of the bag-of-relations: the most frequent relations (1000, as every reference code); 0 =
+    /// one column per relation. Older run specs lack it and mean 1000.
+    #[serde(default = "default_rel_columns")]
+    pub rel_columns: usize,
+    /// Two bag-of-relations columns per relation, as head and as tail (not in the reference codes).
+    #[serde(default)]
+    pub rel_directed: bool,
+}
+
+fn default_rel_columns() -> usize {
+    1000
+}
+
+impl ModalityChoice {
+    /// How the bag-of-relations departs from the reference codes' (top 1000, both ends in one column),
+    /// for setting lines and tables: e.g. "head/tail" or "every relation, head/tail"; None when it does not.
+    pub fn relation_bag_note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match self.rel_columns {
+            1000 => {}
+            0 => parts.push("every relation".to_string()),
+            k => parts.push(format!("top {k}")),
+        }
+        if self.rel_directed {
+            parts.push("head/tail".to_string());
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 impl Default for ModalityChoice {
     fn default() -> Self {
-        ModalityChoice { images: true, relations: true, attributes: true, names: false }
+        ModalityChoice { images: true, relations: true, attributes: true, names: false, rel_columns: default_rel_columns(), rel_directed: false }
     }
 }
 
