@@ -81,9 +81,7 @@ pub fn table(dirs: &[PathBuf]) -> Result<String> {
     for r in &rows {
         let f = &r.fin;
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
-        let mods: Vec<String> = f["modalities"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
-        let note = r.spec.modalities.relation_bag_note();
-        let mods: Vec<String> = mods.into_iter().map(|m| if let (true, Some(n)) = (m == "relation", &note) { format!("relation ({n})") } else { m }).collect();
+        let mods: Vec<String> = f["modalities"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(|m| r.spec.modalities.label(m))).collect()).unwrap_or_default();
         let modalities = if mods.is_empty() { "structure".to_string() } else { format!("structure + {}", mods.join(" + ")) };
         // The distractor count actually used (clamped to the unlabelled entities); older records lack it.
         let distractors = f["dev_distractors"].as_u64().map_or(r.spec.train.dev_distractors, |k| k as usize);

@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, Modality, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
 use mmea_core::train::{EvalRecord, LrSchedule, Protocol, TrainConfig, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
@@ -424,15 +424,7 @@ impl RunDir {
 
 fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
-    let mods: Vec<String> = trainer
-        .model
-        .modalities()
-        .iter()
-        .map(|m| match (m, spec.modalities.relation_bag_note()) {
-            (Modality::Relation, Some(note)) => format!("relation ({note})"),
-            _ => m.name().to_string(),
-        })
-        .collect();
+    let mods: Vec<String> = trainer.model.modalities().iter().map(|m| spec.modalities.label(m.name())).collect();
     format!(
         "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{}{} | split: train {} / dev {}{} / test {} ({})",
         ds.name,

@@ -93,6 +93,15 @@ impl ModalityChoice {
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
+
+    /// A modality's name (`Modality::name`) for setting lines and tables: the relation bag carries its
+    /// [`relation_bag_note`](Self::relation_bag_note), e.g. "relation (head/tail)".
+    pub fn label(&self, name: &str) -> String {
+        match self.relation_bag_note() {
+            Some(note) if name == Modality::Relation.name() => format!("{name} ({note})"),
+            _ => name.to_string(),
+        }
+    }
 }
 
 impl Default for ModalityChoice {
