@@ -1,4 +1,4 @@
-//! The data layer: real datasets from ../shared/data (skipped with a printed reason when absent), round
+//! The data layer: the bundled datasets in the repository's data/ folder, round
 //! trips of every format, the OpenEA fixture, malformed inputs, features and structures on a tiny
 //! hand-computed graph, splits, fill policies, and random bytes through every parser.
 
@@ -15,16 +15,11 @@ use mmea_core::Error;
 // ----------------------------------------------------------------------------------------------------
 // helpers
 
-fn shared_data() -> Option<PathBuf> {
-    let p = std::env::var_os("MMEA_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("skipped: {} is absent (set MMEA_SHARED_DATA to the shared data folder)", p.display());
-        None
-    }
+/// The repository's bundled datasets (data/dbp15k/*, data/fb237_db15k): always present in a clone.
+fn bundled_data() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data");
+    assert!(p.join("dbp15k/zh_en").is_dir(), "{} lacks the bundled datasets", p.display());
+    Some(p)
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -104,7 +99,7 @@ struct Expect {
 }
 
 fn check_real(e: Expect) {
-    let Some(root) = shared_data() else { return };
+    let Some(root) = bundled_data() else { return };
     let ds = data::load_dir(root.join(e.dir)).unwrap_or_else(|err| panic!("{}: {err}", e.dir));
     assert_eq!(ds.format, Format::Mclea);
     assert_eq!(ds.num_entities, e.ents, "{}: entities", e.dir);
@@ -145,7 +140,7 @@ fn real_dbp15k_fr_en_counts() {
 #[test]
 fn real_fb237_db15k_counts() {
     check_real(Expect { dir: "fb237_db15k", ents: [14_541, 12_842], rels: [237, 279], triples: [310_116, 89_197], links: 12_658, names: None });
-    let Some(root) = shared_data() else { return };
+    let Some(root) = bundled_data() else { return };
     let ds = data::load_dir(root.join("fb237_db15k")).expect("load");
     let a = ds.attributes.as_ref().expect("training_attrs_1");
     assert_eq!(a.files, [true, false]);
@@ -160,7 +155,7 @@ fn real_fb237_db15k_counts() {
 
 #[test]
 fn check_zh_en_reports_counts_and_absent_modalities() {
-    let Some(root) = shared_data() else { return };
+    let Some(root) = bundled_data() else { return };
     let r = data::check_dir(&root.join("dbp15k/zh_en"), &[]);
     let text = r.render(5);
     assert!(r.usable(), "{text}");
