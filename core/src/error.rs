@@ -55,6 +55,10 @@ pub enum Error {
     Parse { path: String, line: usize, detail: String },
     #[error("{path}: {detail}")]
     Format { path: String, detail: String },
+
+    // --- run configuration -----------------------------------------------------------------------
+    #[error("{origin}: `{key}`: {detail}")]
+    Config { origin: String, key: String, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

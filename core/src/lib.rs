@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod run;
 pub mod selfcheck;
 pub mod tensor;
 /// Training needs blocking readbacks: native only (the browser runs inference).

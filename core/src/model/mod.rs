@@ -185,6 +185,63 @@ impl ModelConfig {
     /// The names every version knows, for error messages.
     pub const NAMES: &'static [&'static str] = &["loginmea", "structure", "mimea-style", "ricea-style", "mclea-style", "eva-style", "label-prop"];
 
+    /// The width of the model's embedding blocks (`dim`).
+    pub fn dim(&self) -> usize {
+        match self {
+            ModelConfig::LoginMea(c) => c.dim,
+            ModelConfig::Structure(c) => c.dim,
+            ModelConfig::Mimea(c) => c.dim,
+            ModelConfig::Ricea(c) => c.dim,
+            ModelConfig::Mclea(c) => c.views.dim,
+            ModelConfig::Eva(c) => c.views.dim,
+            ModelConfig::LabelProp(c) => c.dim,
+        }
+    }
+
+    /// Each model's name with a line on what it is (for `--help` and `mmea` listings).
+    pub const ABOUT: &'static [(&'static str, &'static str)] = &[
+        ("loginmea", "LoginMEA (the default): modality encoders, low-rank local fusion, global reflection attention"),
+        ("structure", "the structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like)"),
+        ("mimea-style", "MIMEA-style: Beta-gated fusion, OT modal alignment, modal-adaptive contrastive learning"),
+        ("ricea-style", "RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty"),
+        ("mclea-style", "MCLEA-style: multi-head GAT and linear views, ICL and IAL with learned Kendall weights"),
+        ("eva-style", "EVA-style: the same views, NCA loss on every view and on the joint"),
+        ("label-prop", "training-free: random seed labels propagated over the graph (LightEA-inspired)"),
+    ];
+
+    /// The model `name` with its default settings, or None for an unknown name.
+    pub fn default_for(name: &str) -> Option<ModelConfig> {
+        Some(match name {
+            "loginmea" => ModelConfig::LoginMea(LoginMeaConfig::default()),
+            "structure" => ModelConfig::Structure(StructureConfig::default()),
+            "mimea-style" => ModelConfig::Mimea(MimeaConfig::default()),
+            "ricea-style" => ModelConfig::Ricea(RiceaConfig::default()),
+            "mclea-style" => ModelConfig::Mclea(McleaConfig::default()),
+            "eva-style" => ModelConfig::Eva(EvaConfig::default()),
+            "label-prop" => ModelConfig::LabelProp(LabelPropConfig::default()),
+            _ => return None,
+        })
+    }
+
+    /// The keys of the training loop ([`crate::run::TrainConfig`]) that this model does not read: a run
+    /// config that sets one is refused, and a resolved config leaves them out.
+    pub fn unused_train_keys(&self) -> &'static [&'static str] {
+        const NO_NEGATIVES_OR_DROPOUT: &[&str] = &["negatives", "dropout"];
+        const NO_NEGATIVES: &[&str] = &["negatives"];
+        const NOTHING_TO_LEARN: &[&str] =
+            &["lr", "weight_decay", "batch", "steps", "negatives", "dropout", "lr_schedule", "iterative", "il_start", "il_step", "il_lr_factor", "il_refresh", "il_csls", "select_last"];
+        // Extra negatives go with InfoNCE and NHS ([`AlignModel::supports_negatives`]); row dropout with
+        // the models whose loss takes it ([`AlignModel::supports_dropout`]).
+        let negatives = |loss: Loss| matches!(loss, Loss::InfoNce | Loss::Nhs);
+        match self {
+            ModelConfig::LoginMea(c) if negatives(c.loss) => &[],
+            ModelConfig::Structure(c) if negatives(c.loss) => &[],
+            ModelConfig::LoginMea(_) | ModelConfig::Structure(_) | ModelConfig::Ricea(_) => NO_NEGATIVES,
+            ModelConfig::Mimea(_) | ModelConfig::Mclea(_) | ModelConfig::Eva(_) => NO_NEGATIVES_OR_DROPOUT,
+            ModelConfig::LabelProp(_) => NOTHING_TO_LEARN,
+        }
+    }
+
     /// Builds the model for `inputs`.
     pub fn build(&self, inputs: &Inputs) -> Result<Box<dyn AlignModel>> {
         Ok(match self {
