@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Trains every model on every dataset we have (clean protocol, model selected on the dev split, names off,
-# non-iterative) and writes the table of all of them to results/all-models.md with `mmea report`, each row
-# with the command that reproduces it. Finished runs are skipped and interrupted ones resumed, so the
+# non-iterative) and prints the table of all of them with `mmea report`, each row linking the config that
+# repeats it. Finished runs are skipped and interrupted ones resumed, so the
 # script can be stopped and started again.
 #
-# Usage: bash scripts/all-models.sh [DATA_ROOT] [EPOCHS] [BACKEND]
-#   DATA_ROOT  where dbp15k/ and fb237_db15k/ are (default ../shared/data)
+# Usage: bash scripts/all-models.sh [EPOCHS] [BACKEND]   (the bundled datasets in data/)
 #   EPOCHS     per run (default 60)
 #   BACKEND    auto | wgpu | cpu (default auto: a hardware GPU when there is one)
 # Cost, measured on a 2-core CPU with two runs at a time: 5-27 minutes per 60-epoch run (structure-only and
@@ -13,9 +12,8 @@
 # 4-5 hours there two at a time (the script runs one at a time), far less on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=${1:-../shared/data}
-epochs=${2:-60}
-backend=${3:-auto}
+epochs=${1:-60}
+backend=${2:-auto}
 cargo build --release
 bin=target/release/mmea
 out=runs/all-models
@@ -37,13 +35,11 @@ run() { # NAME ARGS...
 
 for model in loginmea structure mimea-style ricea-style mclea-style eva-style label-prop; do
   for pair in zh_en ja_en fr_en; do
-    run "$pair-$model" --model "$model" --data "$root/dbp15k/$pair"
+    run "$pair-$model" --model "$model" --data "dbp15k/$pair"
   done
   for r in 20 50 80; do
     # KG2 of fb237_db15k has no attribute file: a one-sided bag would only tell the KGs apart.
-    run "fb237_db15k-$r-$model" --model "$model" --data "$root/fb237_db15k" --train-ratio "0.$r" --no-attributes
+    run "fb237_db15k-$r-$model" --model "$model" --data fb237_db15k --set "split.train_ratio=0.$r" --set modalities.attributes=false
   done
 done
-mkdir -p results
-"$bin" report "$out"/* > results/all-models.md
-echo "wrote results/all-models.md"
+"$bin" report "$out"/*

@@ -12,15 +12,13 @@ use mmea_core::{Backend, Device, Result};
 
 use crate::bench::median;
 use crate::setup;
-use crate::train_cmd::{device_name, ModelArg, TrainArgs};
+use crate::train_cmd::{device_name, TrainArgs};
 
-pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, with_eval: bool) -> Result<()> {
-    let mut args = TrainArgs::demo();
-    args.data = data.to_string();
-    args.model = model;
-    let spec = args.spec_for(Backend::Cpu);
+pub fn run(data: &str, backend: Backend, runs: usize, model: &str, with_eval: bool) -> Result<()> {
+    let args = TrainArgs { data: Some(data.to_string()), model: Some(model.to_string()), ..TrainArgs::demo() };
+    let spec = args.spec_for(Backend::Cpu)?;
     let ds = setup::load_dataset(&spec.data)?;
-    let split = setup::make_split(&ds, args.train_ratio, 0.1, spec.train.seed, true)?;
+    let split = setup::make_split(&ds, spec.split.train_ratio, 0.1, spec.train.seed, true)?;
     let mut devices = vec![Device::Cpu];
     if backend != Backend::Cpu {
         match Backend::Wgpu.open_blocking() {
@@ -32,7 +30,7 @@ pub fn run(data: &str, backend: Backend, runs: usize, model: ModelArg, with_eval
     println!(
         "training benchmark: {} (d = {}, clean protocol) on {} ({} entities), train {} / test {} pairs; median of {runs} epochs after one warm-up",
         spec.model.name(),
-        args.dim,
+        spec.model.dim(),
         ds.name,
         ds.entities.len(),
         split.train.len(),

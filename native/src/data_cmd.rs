@@ -8,13 +8,18 @@ use std::time::Instant;
 use clap::Subcommand;
 use mmea_core::data::{self, check::ModalityInput, FeatureOptions, Split};
 
+use crate::setup::{self, DEMO};
+
 #[derive(Subcommand)]
 pub enum DataCommand {
-    /// Check a dataset directory: counts per KG, then every problem found. Exits 0 when the dataset is
-    /// usable (possibly with warnings), 1 when it is not.
+    /// The bundled datasets (`--data NAME`): entities, relations, triples and gold links per KG, and the
+    /// modalities each has.
+    List,
+    /// Check a dataset: counts per KG, then every problem found. Exits 0 when the dataset is usable
+    /// (possibly with warnings), 1 when it is not.
     Check {
-        /// The dataset directory (MCLEA/EVA, OpenEA or mmea TSV layout; files may be gzip).
-        dir: PathBuf,
+        /// A bundled dataset's name or a folder (MCLEA/EVA, OpenEA or mmea TSV layout; files may be gzip).
+        dir: String,
         /// An image feature matrix to check against the entities (.npy float32 2-D, or safetensors).
         #[arg(long)]
         images: Option<PathBuf>,
@@ -29,8 +34,8 @@ pub enum DataCommand {
     /// Time loading a dataset and building all its features (bag-of-relations, bag-of-attributes, the
     /// relation graph, the neighbour CSR; char bigrams with --char-bigrams). A benchmark, not a test.
     Bench {
-        /// The dataset directory.
-        dir: PathBuf,
+        /// A bundled dataset's name or a folder.
+        dir: String,
         /// Also build character-bigram name features.
         #[arg(long)]
         char_bigrams: bool,
@@ -41,8 +46,8 @@ pub enum DataCommand {
     /// Make a seeded train/dev/test split of a dataset's gold links and write it as TSV
     /// (`part<TAB>kg1_id<TAB>kg2_id`, original ids).
     Split {
-        /// The dataset directory.
-        dir: PathBuf,
+        /// A bundled dataset's name or a folder.
+        dir: String,
         /// Share of the links in the training pool (e.g. 0.3 for DBP15K; 0.2/0.5/0.8 for FB-DB).
         #[arg(long, default_value_t = 0.3)]
         train_ratio: f64,
@@ -57,6 +62,48 @@ pub enum DataCommand {
     },
 }
 
+/// The table of `mmea data list`: every bundled dataset, loaded, with its counts and modalities.
+fn list() -> mmea_core::Result<String> {
+    let mut sets: Vec<(String, String, mmea_core::data::Dataset)> = vec![(DEMO.to_string(), "embedded in the binary".to_string(), data::demo()?)];
+    for (name, dir) in setup::bundled() {
+        if name == "demo_dbp15k_zh_en_1k" {
+            continue; // the embedded demo pair's source folder
+        }
+        let ds = data::load_dir(&dir)?;
+        sets.push((name, dir.display().to_string(), ds));
+    }
+    let mut s = String::from("| name | entities KG1 / KG2 | relations | triples KG1 / KG2 | gold links | own split | modalities besides structure | missing |\n|---|---|---|---|---|---|---|---|\n");
+    for (name, _, ds) in &sets {
+        let mut has = vec!["relations"];
+        let mut missing = vec![];
+        match &ds.attributes {
+            Some(a) if a.files == [true, false] => has.push("attributes (KG1 only)"),
+            Some(a) if a.files == [false, true] => has.push("attributes (KG2 only)"),
+            Some(_) => has.push("attributes"),
+            None => missing.push("attributes"),
+        }
+        match &ds.names {
+            Some(_) => has.push("names (translated)"),
+            None => has.push("names (URIs only)"),
+        }
+        missing.push("images");
+        s += &format!(
+            "| {name} | {} / {} | {} | {} / {} | {} | {} | {} | {} |\n",
+            ds.num_entities[0],
+            ds.num_entities[1],
+            ds.relations.len(),
+            ds.triples[0].len(),
+            ds.triples[1].len(),
+            ds.links.len(),
+            ds.split.as_ref().map_or("no".to_string(), |sp| format!("{} / {}", sp.train.len(), sp.test.len())),
+            has.join(", "),
+            missing.join(", "),
+        );
+    }
+    s += &format!("\nFolders: {}. Provenance, licences and checksums: PROVENANCE.md in each folder. Use a name with `--data NAME`.\n", setup::data_root().map_or("(no data/ folder found)".to_string(), |p| p.display().to_string()));
+    Ok(s)
+}
+
 /// Writes to stdout without panicking on a closed pipe.
 fn out(s: &str) {
     let _ = std::io::stdout().lock().write_all(s.as_bytes());
@@ -64,17 +111,24 @@ fn out(s: &str) {
 
 pub fn run(cmd: DataCommand) -> mmea_core::Result<ExitCode> {
     match cmd {
+        DataCommand::List => {
+            out(&list()?);
+            Ok(ExitCode::SUCCESS)
+        }
         DataCommand::Check { dir, images, image_ids, max_examples } => {
+            let dir = if dir == DEMO { dir } else { setup::resolve_data(&dir)?.display().to_string() };
+            // (the demo pair's source folder is checked for `demo`)
             let mut mods = Vec::new();
             if let Some(img) = images {
                 mods.push(ModalityInput::from_paths("images", &img, image_ids.as_deref())?);
             }
-            let report = data::check_dir(&dir, &mods);
+            let path = if dir == DEMO { setup::data_root().unwrap_or_default().join("demo_dbp15k_zh_en_1k") } else { PathBuf::from(&dir) };
+            let report = data::check_dir(&path, &mods);
             out(&report.render(max_examples));
             if report.usable() {
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("error: {} is not usable: {}", dir.display(), report.first_error_text());
+                eprintln!("error: {dir} is not usable: {}", report.first_error_text());
                 Ok(ExitCode::FAILURE)
             }
         }
@@ -82,7 +136,7 @@ pub fn run(cmd: DataCommand) -> mmea_core::Result<ExitCode> {
             let opts = FeatureOptions { char_bigrams, ..Default::default() };
             for run in 1..=repeat.max(1) {
                 let t0 = Instant::now();
-                let ds = data::load_dir(&dir)?;
+                let ds = setup::load_dataset(&dir)?;
                 let t_load = t0.elapsed();
                 let t1 = Instant::now();
                 let f = data::build_features(&ds, &opts);
@@ -104,7 +158,7 @@ pub fn run(cmd: DataCommand) -> mmea_core::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Split { dir, train_ratio, dev_fraction, seed, output } => {
-            let ds = data::load_dir(&dir)?;
+            let ds = setup::load_dataset(&dir)?;
             let sp = Split::seeded(&ds.links, train_ratio, dev_fraction, seed)?;
             let tsv = sp.to_tsv(&ds);
             match output {

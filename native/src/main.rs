@@ -49,8 +49,8 @@ enum Command {
         #[arg(long)]
         train: Option<String>,
         /// The model for --train.
-        #[arg(long, value_enum, default_value = "loginmea", requires = "train")]
-        model: train_cmd::ModelArg,
+        #[arg(long, value_parser = train_cmd::model_name, default_value = "loginmea", requires = "train")]
+        model: String,
         /// With --train: epochs only, no full evaluation (on a software adapter the evaluation of a
         /// DBP15K pair takes longer than the epochs).
         #[arg(long, requires = "train")]
@@ -104,14 +104,17 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// The results table of finished runs (markdown), from their run directories.
+    /// Results tables from run folders. With folders: their table on stdout. Without: regenerate
+    /// docs/results.md and the README's headline table from results/manifest.toml.
     Report {
-        /// Run directories.
-        #[arg(required = true)]
+        /// Run folders to tabulate (instead of the manifest).
         runs: Vec<std::path::PathBuf>,
-        /// Replace the table between `<!-- results:begin -->` and `<!-- results:end -->` in this file.
-        #[arg(long)]
-        readme: Option<std::path::PathBuf>,
+        /// The manifest naming the run behind each row.
+        #[arg(long, default_value = "results/manifest.toml", conflicts_with = "runs")]
+        manifest: std::path::PathBuf,
+        /// Write nothing; fail when docs/results.md or the README's table differs from what the runs give.
+        #[arg(long, conflicts_with = "runs")]
+        check: bool,
     },
     /// Inspect and validate datasets.
     Data {
@@ -128,7 +131,7 @@ fn main() -> ExitCode {
         None => train_cmd::run(train_cmd::TrainArgs::demo(), cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Train(args)) => train_cmd::run(*args, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Info { no_check }) => info::run(cli.backend, !no_check),
-        Some(Command::Bench { runs, train: Some(data), model, no_eval, .. }) => bench_train::run(&data, cli.backend, runs.max(1), model, !no_eval).map(|_| ExitCode::SUCCESS),
+        Some(Command::Bench { runs, train: Some(data), model, no_eval, .. }) => bench_train::run(&data, cli.backend, runs.max(1), &model, !no_eval).map(|_| ExitCode::SUCCESS),
         Some(Command::Bench { quick, runs, train: None, .. }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Align { ck, top_k, sinkhorn, candidates, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
@@ -138,7 +141,8 @@ fn main() -> ExitCode {
         )
         .map(|_| ExitCode::SUCCESS),
         Some(Command::Export { ck, projector, limit }) => ckpt_cmd::export(ck, &projector, limit, cli.backend).map(|_| ExitCode::SUCCESS),
-        Some(Command::Report { runs, readme }) => report_cmd::run(&runs, readme.as_deref()).map(|_| ExitCode::SUCCESS),
+        Some(Command::Report { runs, .. }) if !runs.is_empty() => report_cmd::print(&runs).map(|_| ExitCode::SUCCESS),
+        Some(Command::Report { manifest, check, .. }) => report_cmd::generate(&manifest, check).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Some(Command::Data { command }) => data_cmd::run(command),
     };
     match result {

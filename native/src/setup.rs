@@ -5,45 +5,128 @@
 use std::path::{Path, PathBuf};
 
 use mmea_core::data::{self, Dataset, FillPolicy, IdSource, ModalityFeatures, RawFeatures, Split};
-use mmea_core::model::{checkpoint, Inputs, ModalityChoice, ModelConfig};
-use mmea_core::train::TrainConfig;
+use mmea_core::model::{checkpoint, Inputs};
+use mmea_core::run::Layer;
 use mmea_core::{Device, Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx;
 
-/// The name `--data` takes for the embedded demo pair.
-pub const DEMO: &str = "demo";
+pub use mmea_core::run::{RunSpec, DEMO};
 
-/// Everything needed to rebuild a run's inputs and model: stored as `config.json` in the run directory
-/// and in every checkpoint's metadata.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// `demo` or a dataset directory (as given on the command line).
-    pub data: String,
-    /// Image features and their id list, if any.
-    pub images: Option<String>,
-    pub image_ids: Option<String>,
-    pub modalities: ModalityChoice,
-    /// `model_name` and `model` (its settings), as in every run spec so far.
-    #[serde(flatten)]
-    pub model: ModelConfig,
-    pub train: TrainConfig,
-    /// How the split was made (train ratio, dev fraction, seed, or the dataset's own).
-    pub split_source: String,
-    pub backend: String,
-    /// The command line that started the run (for the results table).
-    #[serde(default)]
-    pub command: String,
+/// The folder of the bundled datasets: `data/` of the source tree this binary was built from, or else
+/// `data/` in the working directory.
+pub fn data_root() -> Option<PathBuf> {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.join("data")).unwrap_or_default();
+    [built, PathBuf::from("data")].into_iter().find(|p| p.is_dir())
 }
 
-/// Loads `demo` or a directory.
+/// Whether `dir` holds a dataset (any layout's entity or triple file).
+fn is_dataset(dir: &Path) -> bool {
+    ["ent_ids_1", "ent_ids_1.gz", "triples_1", "triples_1.gz", "rel_triples_1", "rel_triples_1.gz", "entities_1.tsv", "entities_1.tsv.gz"].iter().any(|f| dir.join(f).is_file())
+}
+
+/// The bundled datasets: (name, folder), names as `--data` takes them (`dbp15k/zh_en`), sorted.
+pub fn bundled() -> Vec<(String, PathBuf)> {
+    let Some(root) = data_root() else { return Vec::new() };
+    let mut found = Vec::new();
+    let mut visit = |dir: &Path, name: String| {
+        if is_dataset(dir) {
+            found.push((name, dir.to_path_buf()));
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
+    let mut top: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    top.sort();
+    for d in top {
+        let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if is_dataset(&d) {
+            visit(&d, name);
+            continue;
+        }
+        let mut sub: Vec<PathBuf> = std::fs::read_dir(&d).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+        sub.sort();
+        for s in sub {
+            let sname = s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            visit(&s, format!("{name}/{sname}"));
+        }
+    }
+    found
+}
+
+/// The folder `data` names: an existing folder, or a bundled dataset's name.
+pub fn resolve_data(data: &str) -> Result<PathBuf> {
+    let p = Path::new(data);
+    if p.is_dir() {
+        return Ok(p.to_path_buf());
+    }
+    if let Some((_, dir)) = bundled().into_iter().find(|(n, _)| n == data.trim_end_matches('/')) {
+        return Ok(dir);
+    }
+    let names: Vec<String> = bundled().into_iter().map(|(n, _)| n).collect();
+    Err(Error::InvalidArgument {
+        op: "--data",
+        detail: format!(
+            "`{data}` is neither a folder nor a bundled dataset; bundled: {DEMO} (embedded){}{}",
+            if names.is_empty() { "" } else { ", " },
+            names.join(", ")
+        ),
+    })
+}
+
+/// Loads `demo` (the embedded pair), a bundled dataset by name, or a folder.
 pub fn load_dataset(data: &str) -> Result<Dataset> {
     if data == DEMO {
         data::demo()
     } else {
-        data::load_dir(data)
+        data::load_dir(resolve_data(data)?)
     }
+}
+
+/// A run config file as a layer of keys: TOML, or JSON for a `.json` file (the run folders of older
+/// versions).
+pub fn read_config(path: &Path) -> Result<Layer> {
+    let text = String::from_utf8(fsx::read(path)?).map_err(|_| Error::Format { path: path.display().to_string(), detail: "not UTF-8 text".into() })?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        parse_json(&path.display().to_string(), &text)?
+    } else {
+        toml::from_str(&text).map_err(|e| Error::Format { path: path.display().to_string(), detail: format!("bad TOML: {}", e.to_string().trim_end()) })?
+    };
+    Layer::from_value(path.display().to_string(), value)
+}
+
+/// The resolved config of a run folder: `config.toml`, or the `config.json` of older versions.
+pub fn run_config_path(dir: &Path) -> PathBuf {
+    let toml = dir.join("config.toml");
+    let json = dir.join("config.json");
+    if !toml.exists() && json.exists() {
+        json
+    } else {
+        toml
+    }
+}
+
+/// Reads a run folder's config as it was resolved (records included), checking it as a config.
+pub fn read_run_spec(path: &Path) -> Result<RunSpec> {
+    let layer = read_config(path)?;
+    let mut spec = RunSpec::resolve(std::slice::from_ref(&layer))?;
+    // The records are the run's own.
+    for (k, slot) in [("split_source", &mut spec.split_source), ("backend", &mut spec.backend), ("command", &mut spec.command)] {
+        if let Some(serde_json::Value::String(v)) = layer.tree.get(k) {
+            *slot = v.clone();
+        }
+    }
+    Ok(spec)
+}
+
+/// `spec` as TOML.
+pub fn to_toml(spec: &RunSpec) -> Result<String> {
+    toml::to_string(&spec.to_tree()).map_err(|e| Error::InvalidArgument { op: "config", detail: format!("the config cannot be written as TOML: {e}") })
+}
+
+/// The text of a run folder's `config.toml`.
+pub fn run_config_text(spec: &RunSpec) -> Result<String> {
+    Ok(format!("# The resolved config of this run: `mmea train --config <this file>` repeats it (keys: docs/training.md).\n{}", to_toml(spec)?))
 }
 
 /// The image features of `spec` (attached to `ds` with LoginMEA's filling), if the run has any.

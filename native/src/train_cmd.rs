@@ -17,264 +17,87 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mmea_core::data::{Dataset, Split};
 use mmea_core::evaluate::EvalReport;
-use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, Fusion, GraphLayer, EvaConfig, LabelPropConfig, LoginMeaConfig, Loss, McleaConfig, MimeaConfig, ModalityChoice, ModelConfig, Params, RiceaConfig, StructureConfig, ViewsConfig};
-use mmea_core::train::{EvalRecord, LrSchedule, Protocol, TrainConfig, Trainer, TrainerState};
+use mmea_core::model::{checkpoint_bytes, CheckpointData, Fingerprint, ModelConfig, Params};
+use mmea_core::run::{enum_name, parse_enum, Layer};
+use mmea_core::train::{EvalRecord, LrSchedule, Protocol, Trainer, TrainerState};
 use mmea_core::{Backend, Device, Error, Result};
 use serde_json::json;
 
 use crate::bench::median;
 use crate::fsx;
 use crate::plot;
-use crate::setup::{self, RunSpec, DEMO};
+use crate::setup::{self, RunSpec};
 
-/// Epochs of the default job on the demo pair (measured to finish well inside two minutes on 2 cores).
-pub const DEMO_EPOCHS: usize = 80;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ProtocolArg {
-    Clean,
-    Reference,
+/// A model name, checked against core's list (the one definition of the names).
+pub fn model_name(s: &str) -> std::result::Result<String, String> {
+    if ModelConfig::NAMES.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("unknown model `{s}`; the models are {}", ModelConfig::NAMES.join(", ")))
+    }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LrScheduleArg {
-    /// The protocol's rate every epoch (LoginMEA).
-    Constant,
-    /// Cosine decay from the rate in epoch 0 towards 0 in the last epoch.
-    Cosine,
+/// The `--model` help, from core's table of models.
+fn models_help() -> String {
+    let mut s = String::from("The model (default loginmea; also the config key `model_name`):");
+    for (name, about) in ModelConfig::ABOUT {
+        s += &format!("\n  {name}: {about}");
+    }
+    s
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum FusionArg {
-    /// Low-rank multimodal fusion (LoginMEA).
-    Lmf,
-    /// Ablation: adaptively weighted sum instead of LMF.
-    Sum,
-    /// Ablation: globally weighted concatenation only (no local fusion, no joint graph encoder).
-    Concat,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum GraphArg {
-    /// Relational-reflection attention (LoginMEA).
-    Reflection,
-    /// Ablation: neighbour mean + tanh (no relations, no attention).
-    Mean,
-    /// Ablation "plain GAT": feature attention over the neighbours, no relations (tanh after).
-    Gat,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ModelArg {
-    /// LoginMEA (the default): modality encoders, local fusion, global reflection attention.
-    Loginmea,
-    /// The structure-only baseline: LoginMEA's structure encoder alone (Dual-AMN-like); modalities unused.
-    Structure,
-    /// MIMEA-style: Beta-gated fusion, OT modal alignment, modal-adaptive contrastive (docs/training.md).
-    #[value(name = "mimea-style")]
-    MimeaStyle,
-    /// RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty.
-    #[value(name = "ricea-style")]
-    RiceaStyle,
-    /// MCLEA-style: multi-head GAT + Linear views, ICL and IAL with learned Kendall weights.
-    #[value(name = "mclea-style")]
-    McleaStyle,
-    /// EVA-style: the same views, NCA loss on every view and on the joint.
-    #[value(name = "eva-style")]
-    EvaStyle,
-    /// Training-free baseline: random seed labels propagated over the graph (LightEA-inspired); one epoch.
-    #[value(name = "label-prop")]
-    LabelProp,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LossArg {
-    /// One-direction InfoNCE (LoginMEA).
-    Infonce,
-    /// MCLEA's intra-modal contrastive loss (both directions, intra-KG negatives).
-    Icl,
-    /// Dual-AMN's normalised hard-sample mining: both directions against every entity, per-row standardised
-    /// logits × 30, the positive outside the log-sum-exp (not in LoginMEA; τ unused).
-    Nhs,
-}
-
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct TrainArgs {
-    /// Dataset directory (MCLEA/EVA, OpenEA or mmea TSV layout), or `demo` for the embedded pair.
-    #[arg(long, default_value = DEMO)]
-    pub data: String,
-    /// Image features (.npy float32 2-D or safetensors); entities without one get the mean of their
-    /// neighbours' (LoginMEA's filling).
+    /// A run config (TOML; a run folder's config.toml repeats that run). Flags and --set override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides one config key by its dotted path, e.g. `--set model.dim=100 --set train.lr=0.01`
+    /// (repeatable; later ones win). An unknown key, or one the model does not use, is an error naming
+    /// the keys it takes. Keys: docs/training.md.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Dataset: a bundled name (`mmea data list`: `demo`, `dbp15k/zh_en`, `fb237_db15k`, ...) or a folder
+    /// (MCLEA/EVA, OpenEA or mmea TSV layout). Key `data`; default `demo`.
     #[arg(long)]
-    pub images: Option<String>,
-    /// Ids of the image rows (one per line, or a 1-D integer .npy).
-    #[arg(long, requires = "images")]
-    pub image_ids: Option<String>,
-    /// Use character-bigram name features (off by default, as in the papers).
-    #[arg(long)]
-    pub names: bool,
-    /// Columns of the bag-of-relations feature: the N most frequent relations (1000, as every reference
-    /// code); 0 = one column per relation (DBP15K zh-en has 3,024; the top 1000 cover 96% of its triples)
-    #[arg(long, default_value_t = 1000)]
-    pub rel_columns: usize,
-    /// Two bag-of-relations columns per relation, counting the entity as head and as tail (the reference
-    /// codes count both ends in one column)
-    #[arg(long)]
-    pub rel_directed: bool,
-    /// Ablation: leave out the bag-of-relations modality.
-    #[arg(long)]
-    pub no_relations: bool,
-    /// Ablation: leave out the bag-of-attributes modality.
-    #[arg(long)]
-    pub no_attributes: bool,
-    /// Ablation: leave out the image modality.
-    #[arg(long)]
-    pub no_images: bool,
-    /// clean: one optimiser, paper hyper-parameters, model selected on the dev split. reference: the
-    /// released code's loop (per-epoch optimiser reset after il_start, selection on test).
-    #[arg(long, value_enum, default_value = "clean")]
-    pub protocol: ProtocolArg,
-    /// Epochs (default: 600 clean, 1000 reference; 80 on the demo pair).
+    pub data: Option<String>,
+    #[arg(long, value_parser = model_name, long_help = models_help(), help = "The model: loginmea (default), structure, mimea-style, ricea-style, mclea-style, eva-style, label-prop")]
+    pub model: Option<String>,
+    /// clean (default): one optimiser, the paper's settings, model selected on a dev split. reference:
+    /// the released code's loop, selection on TEST (for comparison only). Key `train.protocol`.
+    #[arg(long, value_parser = parse_enum::<Protocol>)]
+    pub protocol: Option<Protocol>,
+    /// Epochs (default 600 clean, 1000 reference, 80 on the demo pair). Key `train.epochs`; with --resume,
+    /// extends the run.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// The seed of the split, the initialisation and the shuffles. Key `train.seed`.
     #[arg(long)]
-    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+    /// Iterative learning (mutual-nearest-neighbour bootstrapping). Key `train.iterative`.
     #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// The learning rate over the epochs: constant (as LoginMEA), or cosine, decaying from the rate in
-    /// the first epoch towards 0 in the last one (the horizon is --epochs, so a cosine run cannot be
-    /// extended by --resume --epochs).
-    #[arg(long, value_enum, default_value = "constant")]
-    pub lr_schedule: LrScheduleArg,
-    /// Training pairs per loss chunk.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Optimiser steps per epoch: the shuffled training pairs are cut into this many parts, each with its
-    /// own forward, loss, backward and AdamW step (1 = one step per epoch, as LoginMEA).
-    #[arg(long, default_value_t = 1)]
-    pub steps_per_epoch: usize,
-    /// Iterative learning (MNN bootstrapping); on by default in the reference protocol.
-    #[arg(long, conflicts_with = "no_iterative")]
     pub iterative: bool,
-    #[arg(long)]
-    pub no_iterative: bool,
-    /// First epoch of iterative learning.
-    #[arg(long)]
-    pub il_start: Option<usize>,
-    /// Iterative learning period s (default 5, as the reference code): mutual nearest neighbours every s
-    /// epochs; the candidate set is reset when (epoch + 1) mod 10s = s and the candidates that stayed
-    /// mutual nearest neighbours join the training pairs every 10s epochs.
-    #[arg(long)]
-    pub il_step: Option<usize>,
-    /// Iterative learning: the rate from --il-start on is lr times this (0.2 = lr/5, as the reference
-    /// code and the paper's setting; 1 keeps the rate).
-    #[arg(long, default_value_t = 0.2)]
-    pub il_lr_factor: f64,
-    /// Iterative learning re-labels each round instead of accumulating: mutual nearest neighbours over
-    /// every entity in no seed pair, and each round's pairs replace the previous rounds' (so a later model
-    /// can undo an earlier mistake). Off = the reference procedure.
-    #[arg(long)]
-    pub il_refresh: bool,
-    /// Extra negatives for InfoNCE: each epoch, this many KG2 entities that are in no training pair join
-    /// the in-batch candidates (not in LoginMEA, which uses in-batch negatives only; 0 = off).
-    #[arg(long, default_value_t = 0)]
-    pub negatives: usize,
-    /// Iterative learning: find mutual nearest neighbours on CSLS scores with this k instead of plain
-    /// cosine (0 = plain, as the reference code).
-    #[arg(long, default_value_t = 0)]
-    pub il_csls: usize,
-    /// Dropout on the rows entering the loss, before they are normalised (0 = off, as LoginMEA; RREA and
-    /// Dual-AMN use 0.3). LoginMEA, structure and RICEA-style only.
-    #[arg(long, default_value_t = 0.0)]
-    pub dropout: f32,
-    /// Evaluate every N epochs.
-    #[arg(long)]
-    pub eval_every: Option<usize>,
-    #[arg(long, default_value_t = 2023)]
-    pub seed: u64,
-    /// Share of the gold links used for training (incl. dev) when the split is made here.
-    #[arg(long, default_value_t = 0.3)]
-    pub train_ratio: f64,
-    /// Share of the training pairs moved to the dev split (default 0.1 clean, 0 reference and with
-    /// --select-last).
-    #[arg(long)]
-    pub dev_fraction: Option<f64>,
-    /// Keep the last epoch's model instead of the best on dev (or on test, reference protocol). The clean
-    /// protocol then needs no dev split and trains on every training pair: a refit for an epoch count
-    /// picked on an earlier run's dev curve.
-    #[arg(long)]
-    pub select_last: bool,
-    /// Dev evaluation with this many distractors per side: KG1 and KG2 entities in no training or dev
-    /// pair join the dev pool, so dev H@1 is measured among as many candidates as the test split's (0 =
-    /// the dev pairs' own entities only). 10050 makes the dev pool the size of the test pool on DBP15K at
-    /// 30% seeds.
-    #[arg(long, default_value_t = 0)]
-    pub dev_distractors: usize,
-    /// Make a seeded split even if the dataset comes with one (train_ill/test_ill, split.tsv).
-    #[arg(long)]
-    pub seeded_split: bool,
-    /// The model to train.
-    #[arg(long, value_enum, default_value = "loginmea")]
-    pub model: ModelArg,
-    /// MIMEA-style: weight of the optimal-transport modal-alignment term (0 = off).
-    #[arg(long, default_value_t = 1.0)]
-    pub ot_weight: f32,
-    /// MIMEA-style ablation: no Beta gates (every modality weighs 1).
-    #[arg(long)]
-    pub no_gates: bool,
-    /// MIMEA-, MCLEA- and EVA-style ablation: no per-modality (per-view) loss terms, joint only.
-    #[arg(long)]
-    pub no_modal_loss: bool,
-    /// MCLEA-style ablation: no inter-modal alignment (IAL) term.
-    #[arg(long)]
-    pub no_ial: bool,
-    /// MCLEA-style ablation: no learned Kendall weights (every view's term weighs 1).
-    #[arg(long)]
-    pub no_kendall: bool,
-    /// MCLEA- and EVA-style ablation: uniform global view weights instead of learned ones.
-    #[arg(long)]
-    pub no_fusion_weights: bool,
-    /// MCLEA- and EVA-style: width of each non-structure view's encoder.
-    #[arg(long, default_value_t = 100)]
-    pub modal_dim: usize,
-    /// RICEA-style ablation: weights from each modality alone, not from their relative interaction.
-    #[arg(long)]
-    pub no_interaction: bool,
-    /// RICEA-style ablation: no uncertainty-aware recalibration of the weights.
-    #[arg(long)]
-    pub no_calibration: bool,
-    /// label-prop: also propagate through relation types (the bag-of-relations view).
-    #[arg(long)]
-    pub lp_relations: bool,
-    #[arg(long, default_value_t = 300)]
-    pub dim: usize,
-    #[arg(long, default_value_t = 8)]
-    pub rank: usize,
-    #[arg(long, default_value_t = 2)]
-    pub layers: usize,
-    #[arg(long, default_value_t = 0.1)]
-    pub tau: f32,
-    #[arg(long, value_enum, default_value = "lmf")]
-    pub fusion: FusionArg,
-    /// Ablation: uniform modality weights instead of entity-specific ones.
-    #[arg(long)]
-    pub no_adaptive_weights: bool,
-    #[arg(long, value_enum, default_value = "reflection")]
-    pub graph: GraphArg,
-    #[arg(long, value_enum, default_value = "infonce")]
-    pub loss: LossArg,
-    /// Run directory (default: runs/<dataset>-<model>-<protocol>-seed<seed>-<time>).
+    /// Image features (.npy float32 2-D or safetensors); entities without one get the mean of their
+    /// neighbours'. Key `images`.
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<String>,
+    /// Ids of the image rows (one per line, or a 1-D integer .npy). Key `image_ids`.
+    #[arg(long, value_name = "FILE", requires = "images")]
+    pub image_ids: Option<String>,
+    /// Run folder (default: runs/<dataset>-<model>-<protocol>-seed<seed>-<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this directory from its last saved state (its config.json wins over flags,
-    /// except --epochs, which may extend the run).
-    #[arg(long, conflicts_with = "out")]
+    /// Continue the run in this folder from its last saved state (its config.toml is the config; only
+    /// --epochs may change, to extend the run).
+    #[arg(long, conflicts_with_all = ["out", "config", "set", "data", "model", "protocol", "seed", "iterative", "images", "image_ids", "print_config"])]
     pub resume: Option<PathBuf>,
-    /// No progress bar.
+    /// Print the resolved config (TOML) and exit without training.
+    #[arg(long)]
+    pub print_config: bool,
+    /// No progress bar and no per-evaluation lines.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -282,134 +105,58 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The defaults of `cargo run --release` (no subcommand): the demo pair.
     pub fn demo() -> TrainArgs {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            a: TrainArgs,
-        }
-        Wrap::parse_from(["mmea"]).a
+        TrainArgs::default()
     }
 
-    /// MCLEA- and EVA-style's shared encoder settings (GAT width and layers from --dim and --layers).
-    fn views(&self) -> ViewsConfig {
-        ViewsConfig { dim: self.dim, modal_dim: self.modal_dim, layers: self.layers, fusion_weights: !self.no_fusion_weights, ..Default::default() }
-    }
-
-    pub fn spec_for(&self, backend: Backend) -> RunSpec {
-        let protocol = match self.protocol {
-            ProtocolArg::Clean => Protocol::Clean,
-            ProtocolArg::Reference => Protocol::Reference,
-        };
-        let mut t = TrainConfig::for_protocol(protocol);
-        if self.data == DEMO {
-            t.epochs = DEMO_EPOCHS;
+    /// The layers of keys these arguments make: the config file, then `--set`, then the shorthands.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        let mut layers = Vec::new();
+        if let Some(p) = &self.config {
+            layers.push(setup::read_config(p)?);
         }
-        if matches!(self.model, ModelArg::LabelProp) {
-            // Nothing to train: one pass, evaluated.
-            t.epochs = 1;
-            t.eval_every = 1;
+        let mut set = Layer::new("--set");
+        for a in &self.set {
+            set.set_arg(a)?;
         }
-        t.epochs = self.epochs.unwrap_or(t.epochs);
-        t.lr = self.lr.unwrap_or(t.lr);
-        t.weight_decay = self.weight_decay.unwrap_or(t.weight_decay);
-        t.batch = self.batch.unwrap_or(t.batch);
+        layers.push(set);
+        let mut flags = Layer::new("the command line");
+        if let Some(d) = &self.data {
+            flags.set("data", json!(d))?;
+        }
+        if let Some(m) = &self.model {
+            flags.set("model_name", json!(m))?;
+        }
+        if let Some(p) = self.protocol {
+            flags.set("train.protocol", json!(enum_name(&p)))?;
+        }
+        if let Some(e) = self.epochs {
+            flags.set("train.epochs", json!(e))?;
+        }
+        if let Some(s) = self.seed {
+            flags.set("train.seed", json!(s))?;
+        }
         if self.iterative {
-            t.iterative = true;
+            flags.set("train.iterative", json!(true))?;
         }
-        if self.no_iterative {
-            t.iterative = false;
+        if let Some(i) = &self.images {
+            flags.set("images", json!(i))?;
         }
-        t.il_start = self.il_start.unwrap_or(t.il_start);
-        t.il_step = self.il_step.unwrap_or(t.il_step);
-        t.eval_every = self.eval_every.unwrap_or(t.eval_every);
-        t.negatives = self.negatives;
-        t.dropout = self.dropout;
-        t.steps = self.steps_per_epoch;
-        t.select_last = self.select_last;
-        t.dev_distractors = self.dev_distractors;
-        t.il_lr_factor = self.il_lr_factor;
-        t.il_refresh = self.il_refresh;
-        t.lr_schedule = match self.lr_schedule {
-            LrScheduleArg::Constant => LrSchedule::Constant,
-            LrScheduleArg::Cosine => LrSchedule::Cosine,
-        };
-        t.il_csls = self.il_csls;
-        t.seed = self.seed;
-        let lm = LoginMeaConfig {
-            dim: self.dim,
-            rank: self.rank,
-            layers: self.layers,
-            tau: self.tau,
-            fusion: match self.fusion {
-                FusionArg::Lmf => Fusion::LowRank,
-                FusionArg::Sum => Fusion::WeightedSum,
-                FusionArg::Concat => Fusion::Concat,
-            },
-            adaptive_weights: !self.no_adaptive_weights,
-            graph_layer: match self.graph {
-                GraphArg::Reflection => GraphLayer::Reflection,
-                GraphArg::Mean => GraphLayer::Mean,
-                GraphArg::Gat => GraphLayer::Gat,
-            },
-            loss: match self.loss {
-                LossArg::Infonce => Loss::InfoNce,
-                LossArg::Icl => Loss::Icl,
-                LossArg::Nhs => Loss::Nhs,
-            },
-        };
-        let model = match self.model {
-            ModelArg::Loginmea => ModelConfig::LoginMea(lm),
-            ModelArg::Structure => ModelConfig::Structure(StructureConfig { dim: lm.dim, layers: lm.layers, tau: lm.tau, graph_layer: lm.graph_layer, loss: lm.loss }),
-            ModelArg::MimeaStyle => ModelConfig::Mimea(MimeaConfig {
-                dim: lm.dim,
-                layers: lm.layers,
-                tau: lm.tau,
-                gates: !self.no_gates,
-                modal_loss: !self.no_modal_loss,
-                ot_weight: self.ot_weight,
-                ..Default::default()
-            }),
-            ModelArg::LabelProp => ModelConfig::LabelProp(LabelPropConfig { dim: lm.dim, layers: lm.layers, seed: self.seed, relations: self.lp_relations }),
-            ModelArg::McleaStyle => ModelConfig::Mclea(McleaConfig {
-                views: self.views(),
-                tau: lm.tau,
-                ial: !self.no_ial,
-                kendall: !self.no_kendall,
-                modal_loss: !self.no_modal_loss,
-                ..Default::default()
-            }),
-            ModelArg::EvaStyle => ModelConfig::Eva(EvaConfig { views: self.views(), modal_loss: !self.no_modal_loss, ..Default::default() }),
-            ModelArg::RiceaStyle => ModelConfig::Ricea(RiceaConfig {
-                dim: lm.dim,
-                layers: lm.layers,
-                tau: lm.tau,
-                interaction: !self.no_interaction,
-                calibration: !self.no_calibration,
-                ..Default::default()
-            }),
-        };
-        RunSpec {
-            data: self.data.clone(),
-            images: self.images.clone(),
-            image_ids: self.image_ids.clone(),
-            modalities: ModalityChoice { images: !self.no_images, relations: !self.no_relations, attributes: !self.no_attributes, names: self.names, rel_columns: self.rel_columns, rel_directed: self.rel_directed },
-            model,
-            train: t,
-            split_source: String::new(),
-            backend: format!("{backend:?}").to_lowercase(),
-            command: {
-                let args: Vec<String> = std::env::args().skip(1).collect();
-                if args.iter().any(|a| a == "train") { format!("mmea {}", args.join(" ")) } else { format!("mmea train {}", args.join(" ")).trim_end().to_string() }
-            },
+        if let Some(i) = &self.image_ids {
+            flags.set("image_ids", json!(i))?;
         }
+        layers.push(flags);
+        Ok(layers)
     }
 
-    fn dev_fraction(&self) -> f64 {
-        self.dev_fraction.unwrap_or(match self.protocol {
-            ProtocolArg::Clean if !self.select_last => 0.1,
-            _ => 0.0,
-        })
+    /// The resolved run spec of these arguments.
+    pub fn spec_for(&self, backend: Backend) -> Result<RunSpec> {
+        let mut spec = RunSpec::resolve(&self.layers()?)?;
+        spec.backend = format!("{backend:?}").to_lowercase();
+        spec.command = {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if args.iter().any(|a| a == "train") { format!("mmea {}", args.join(" ")) } else { format!("mmea train {}", args.join(" ")).trim_end().to_string() }
+        };
+        Ok(spec)
     }
 }
 
@@ -542,12 +289,10 @@ fn write_resume(dir: &RunDir, trainer: &Trainer) -> Result<()> {
 
 pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     let t_start = Instant::now();
-    let device = backend.open_blocking()?;
     let (mut spec, dir, resume) = match &args.resume {
         Some(d) => {
-            let cfg_path = d.join("config.json");
-            let text = String::from_utf8_lossy(&fsx::read(&cfg_path)?).to_string();
-            let mut spec: RunSpec = setup::parse_json(&cfg_path.display().to_string(), &text)?;
+            let cfg_path = setup::run_config_path(d);
+            let mut spec = setup::read_run_spec(&cfg_path)?;
             if let Some(e) = args.epochs {
                 if e != spec.train.epochs && spec.train.lr_schedule == LrSchedule::Cosine {
                     return Err(Error::InvalidArgument {
@@ -556,21 +301,26 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
                     });
                 }
                 if e != spec.train.epochs {
-                    // Keep the results table's command honest: the run is the original command, extended.
+                    // Keep the record honest: the run is the original command, extended.
                     spec.command = format!("{} ; mmea train --resume {} --epochs {e}", spec.command, d.display());
                 }
                 spec.train.epochs = e;
             }
             (spec, RunDir(d.clone()), true)
         }
-        None => (args.spec_for(backend), RunDir(PathBuf::new()), false),
+        None => (args.spec_for(backend)?, RunDir(PathBuf::new()), false),
     };
+    if args.print_config {
+        print!("{}", setup::to_toml(&spec)?);
+        return Ok(());
+    }
+    let device = backend.open_blocking()?;
     let ds = setup::load_dataset(&spec.data)?;
     let split = if resume {
         let p = dir.file("split.tsv");
         Split::from_tsv(&ds, &p.display().to_string(), &fsx::read(&p)?)?
     } else {
-        let sp = setup::make_split(&ds, args.train_ratio, args.dev_fraction(), args.seed, !args.seeded_split)?;
+        let sp = setup::make_split(&ds, spec.split.train_ratio, spec.split.dev_fraction_for(&spec.train), spec.train.seed, spec.split.dataset_split)?;
         spec.split_source = sp.source.clone();
         sp
     };
@@ -596,11 +346,11 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         trim_jsonl(&dir.file("train.jsonl"), st.epoch.saturating_sub(1))?;
         trim_jsonl(&dir.file("metrics.jsonl"), st.epoch)?;
         // The config may have been extended (--epochs).
-        fsx::write_atomic(&dir.file("config.json"), setup::json_pretty(&spec).as_bytes())?;
+        fsx::write_atomic(&setup::run_config_path(&dir.0), setup::run_config_text(&spec)?.as_bytes())?;
         println!("resuming {} at epoch {} of {}", dir.0.display(), st.epoch, spec.train.epochs);
     } else {
         fsx::create_dir(&dir.0)?;
-        fsx::write_atomic(&dir.file("config.json"), setup::json_pretty(&spec).as_bytes())?;
+        fsx::write_atomic(&dir.file("config.toml"), setup::run_config_text(&spec)?.as_bytes())?;
         fsx::write_atomic(&dir.file("split.tsv"), split_tsv.as_bytes())?;
         for f in ["train.jsonl", "metrics.jsonl"] {
             fsx::write_atomic(&dir.file(f), b"")?;
@@ -649,7 +399,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         if trainer.eval_due() {
             // The metrics of a checkpoint to write now, if one is due.
             let checkpoint = if trainer.eval_split().1.is_empty() {
-                // --select-last without a dev split: nothing to evaluate; the checkpoint follows the run.
+                // train.select_last without a dev split: nothing to evaluate; the checkpoint follows the run.
                 if !interactive && !args.quiet {
                     println!("epoch {:>4}: loss {:.4}", trainer.epoch, stats.loss);
                 }
@@ -709,7 +459,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     println!(
         "model {}; test metrics ({} pairs, candidates = the test pairs' KG2 entities):",
         match spec.train.protocol {
-            _ if spec.train.select_last => format!("of the last epoch, {sel_epoch} (--select-last)"),
+            _ if spec.train.select_last => format!("of the last epoch, {sel_epoch} (train.select_last)"),
             Protocol::Clean => format!("selected at epoch {sel_epoch} on the dev split"),
             Protocol::Reference => format!("selected at epoch {sel_epoch} on the TEST split (reference protocol: selection on test, as the released code)"),
         },

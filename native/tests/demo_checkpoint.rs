@@ -1,6 +1,7 @@
 //! The browser demo's bundled checkpoint (`web/demo-model/checkpoint.safetensors`) must be what its
-//! recorded command produces: this test reruns that command (from the checkpoint's own metadata, on the
-//! CPU backend, into a scratch directory) and compares every parameter and the recorded metrics.
+//! recorded run spec produces: this test reruns it (`mmea train --config` on the spec from the
+//! checkpoint's own metadata, on the CPU backend, into a scratch directory) and compares every parameter
+//! and the recorded metrics.
 //!
 //! On the machine that wrote the checkpoint the two are bit-identical. Other CPUs may pick other SIMD
 //! kernels for the matrix products (FMA or not), so the comparison allows a small drift.
@@ -29,34 +30,26 @@ fn bundled_demo_checkpoint_matches_its_command() {
     let root = repo_root();
     let committed_path = root.join("web/demo-model/checkpoint.safetensors");
     let committed = CheckpointData::parse("committed", &std::fs::read(&committed_path).expect("read the bundled checkpoint")).unwrap();
+    // The checkpoint's run spec, written as a config file, repeats the run (any run can be repeated
+    // from its config).
     let spec: serde_json::Value = serde_json::from_str(&committed.metadata["run_spec"]).unwrap();
-    let command = spec["command"].as_str().expect("run_spec.command");
-
-    // The recorded command, minus the program name, the backend and the output directory.
-    let mut args: Vec<String> = command.split_whitespace().skip(1).map(str::to_string).collect();
-    let strip = |args: &mut Vec<String>, flag: &str| {
-        if let Some(i) = args.iter().position(|a| a == flag) {
-            args.drain(i..(i + 2).min(args.len()));
-        }
-    };
-    strip(&mut args, "--backend");
-    strip(&mut args, "--out");
-    args.retain(|a| a != "--quiet");
-    assert!(args.first().map(String::as_str) == Some("train"), "the recorded command is a `train` command: {command}");
-    assert!(args.windows(2).any(|w| w[0] == "--data" && w[1] == "demo"), "the bundled checkpoint is trained on the demo pair: {command}");
-
+    assert_eq!(spec["data"], "demo", "the bundled checkpoint is trained on the demo pair");
     let out = std::env::temp_dir().join(format!("mmea-demo-ckpt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let cfg = out.join("run_spec.json");
+    std::fs::write(&cfg, spec.to_string()).unwrap();
+    let run = out.join("run");
     let status = Command::new(env!("CARGO_BIN_EXE_mmea"))
-        .args(["--backend", "cpu"])
-        .args(&args)
-        .args(["--quiet", "--out"])
-        .arg(&out)
+        .args(["--backend", "cpu", "train", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&run)
         .stdout(std::process::Stdio::null())
         .status()
         .expect("run mmea");
-    assert!(status.success(), "`mmea {}` failed", args.join(" "));
-    let fresh = CheckpointData::parse("fresh", &std::fs::read(out.join("checkpoint.safetensors")).unwrap()).unwrap();
+    assert!(status.success(), "`mmea train --config` on the checkpoint's run spec failed");
+    let fresh = CheckpointData::parse("fresh", &std::fs::read(run.join("checkpoint.safetensors")).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&out);
 
     assert_eq!(committed.metadata["epoch"], fresh.metadata["epoch"], "the model is selected at the same epoch");

@@ -11,6 +11,11 @@ fn mmea(args: &[&str], out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mmea")).args(["--backend", "cpu"]).args(args).arg(out).output().expect("run mmea")
 }
 
+/// The resolved config a run folder holds.
+fn config(dir: &Path) -> toml::Value {
+    toml::from_str(&std::fs::read_to_string(dir.join("config.toml")).expect("config.toml")).expect("config.toml is TOML")
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -19,17 +24,17 @@ fn text(o: &Output) -> String {
 fn cosine_runs_record_their_schedule_and_refuse_a_longer_resume() {
     let out = std::env::temp_dir().join(format!("mmea-cli-cosine-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let o = mmea(&["train", "--data", "demo", "--epochs", "3", "--eval-every", "2", "--dim", "16", "--rank", "2", "--lr-schedule", "cosine", "--quiet", "--out"], &out);
+    let o = mmea(&["train", "--data", "demo", "--epochs", "3", "--set", "train.eval_every=2", "--set", "model.dim=16", "--set", "model.rank=2", "--set", "train.lr_schedule=cosine", "--quiet", "--out"], &out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("cosine lr"), "the setting line names the schedule: {}", text(&o));
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["train"]["lr_schedule"], "cosine");
+    let cfg = config(&out);
+    assert_eq!(cfg["train"]["lr_schedule"].as_str(), Some("cosine"));
 
     let longer = Command::new(env!("CARGO_BIN_EXE_mmea")).args(["--backend", "cpu", "train", "--quiet", "--epochs", "5", "--resume"]).arg(&out).output().unwrap();
     assert!(!longer.status.success(), "extending a cosine run must fail: {}", text(&longer));
-    assert!(text(&longer).contains("cosine") && text(&longer).contains("config.json"), "{}", text(&longer));
-    let cfg_after: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg_after["train"]["epochs"], 3, "the refused resume left the config alone");
+    assert!(text(&longer).contains("cosine") && text(&longer).contains("config.toml"), "{}", text(&longer));
+    let cfg_after = config(&out);
+    assert_eq!(cfg_after["train"]["epochs"].as_integer(), Some(3), "the refused resume left the config alone");
 
     let same = Command::new(env!("CARGO_BIN_EXE_mmea")).args(["--backend", "cpu", "train", "--quiet", "--resume"]).arg(&out).output().unwrap();
     assert!(same.status.success(), "{}", text(&same));
@@ -41,8 +46,8 @@ fn cosine_runs_record_their_schedule_and_refuse_a_longer_resume() {
 fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
     let out = std::env::temp_dir().join(format!("mmea-cli-il-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let args = ["train", "--data", "demo", "--epochs", "2", "--eval-every", "1", "--dim", "16", "--rank", "2", "--iterative", "--il-start", "1"];
-    let o = mmea(&[&args[..], &["--il-step", "1", "--il-lr-factor", "0.5", "--dev-distractors", "1000000", "--quiet", "--out"]].concat(), &out);
+    let args = ["train", "--data", "demo", "--epochs", "2", "--set", "train.eval_every=1", "--set", "model.dim=16", "--set", "model.rank=2", "--iterative", "--set", "train.il_start=1"];
+    let o = mmea(&[&args[..], &["--set", "train.il_step=1", "--set", "train.il_lr_factor=0.5", "--set", "train.dev_distractors=1000000", "--quiet", "--out"]].concat(), &out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("iterative, lr × 0.5 from epoch 1"), "the setting line names the IL rate: {}", text(&o));
     // A million distractors are asked for; the demo pair has far fewer unlabelled entities, and the
@@ -68,11 +73,11 @@ fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
 fn a_non_reference_relation_bag_is_named_in_the_setting_config_and_report() {
     let out = std::env::temp_dir().join(format!("mmea-cli-relbag-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let o = mmea(&["train", "--data", "demo", "--epochs", "1", "--dim", "16", "--rank", "2", "--rel-columns", "0", "--rel-directed", "--quiet", "--out"], &out);
+    let o = mmea(&["train", "--data", "demo", "--epochs", "1", "--set", "model.dim=16", "--set", "model.rank=2", "--set", "modalities.rel_columns=0", "--set", "modalities.rel_directed=true", "--quiet", "--out"], &out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("structure + relation (every relation, head/tail)"), "{}", text(&o));
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!((&cfg["modalities"]["rel_columns"], &cfg["modalities"]["rel_directed"]), (&serde_json::json!(0), &serde_json::json!(true)));
+    let cfg = config(&out);
+    assert_eq!((cfg["modalities"]["rel_columns"].as_integer(), cfg["modalities"]["rel_directed"].as_bool()), (Some(0), Some(true)));
     let rep = Command::new(env!("CARGO_BIN_EXE_mmea")).arg("report").arg(&out).output().unwrap();
     assert!(text(&rep).contains("| structure + relation (every relation, head/tail) |"), "{}", text(&rep));
     // The checkpoint rebuilds the same bag: evaluating it works (a 1000-column bag would not fit W_rel).
