@@ -91,18 +91,9 @@ impl Tape {
 
     /// Record an op's output. `backward` maps dL/d(output) to dL/d(parent) for each parent, in order
     /// (None where a parent gets no gradient).
-    pub fn record(
-        &self,
-        value: Tensor,
-        parents: &[&Var],
-        backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
-    ) -> Var {
+    pub fn record(&self, value: Tensor, parents: &[&Var], backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + 'static) -> Var {
         let needs_grad = parents.iter().any(|p| p.needs_grad);
-        let id = self.push_node(Node {
-            parents: parents.iter().map(|p| p.id).collect(),
-            backward: if needs_grad { Some(Box::new(backward)) } else { None },
-            needs_grad,
-        });
+        let id = self.push_node(Node { parents: parents.iter().map(|p| p.id).collect(), backward: if needs_grad { Some(Box::new(backward)) } else { None }, needs_grad });
         Var { id, value, needs_grad }
     }
 

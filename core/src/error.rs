@@ -50,7 +50,11 @@ pub enum Error {
 
     // --- files -----------------------------------------------------------------------------------
     #[error("{path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {detail}")]
     Parse { path: String, line: usize, detail: String },
     #[error("{path}: {detail}")]

@@ -73,7 +73,11 @@ pub async fn run_async(device: &Device) -> Result<SelfCheck> {
         let got = f(device)?.to_vec_f32().await?;
         let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0f32, f32::max);
         let ok = got.len() == want.len() && worst < 1e-4;
-        if ok { out.passed += 1 } else { out.failed += 1 }
+        if ok {
+            out.passed += 1
+        } else {
+            out.failed += 1
+        }
         out.lines.push(format!("  {} {name}: max relative difference to the CPU twin {worst:.2e}", if ok { "ok  " } else { "FAIL" }));
     }
     Ok(out)

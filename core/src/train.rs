@@ -137,7 +137,10 @@ impl Trainer {
             return Err(Error::invalid("train", format!("{} steps per epoch need at least as many training pairs (the split has {})", cfg.steps, split.train.len())));
         }
         if cfg.protocol == Protocol::Clean && split.dev.is_empty() && !cfg.select_last {
-            return Err(Error::invalid("train", "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0, or --select-last to keep the last epoch's model)"));
+            return Err(Error::invalid(
+                "train",
+                "the clean protocol selects the model on a dev split, and this split has none (use --dev-fraction > 0, or --select-last to keep the last epoch's model)",
+            ));
         }
         if cfg.negatives > 0 && !model.supports_negatives() {
             return Err(Error::invalid("train", "extra negatives (--negatives) are implemented for LoginMEA's InfoNCE and NHS losses only"));
@@ -221,10 +224,7 @@ impl Trainer {
     pub fn dropout_at(&self, step: usize) -> Option<RowDropout> {
         (self.cfg.dropout > 0.0).then(|| RowDropout {
             p: self.cfg.dropout,
-            seed: self.cfg.seed
-                ^ 0x6472_6f70_6f75_7421
-                ^ (self.epoch as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB)
-                ^ (step as u64).wrapping_mul(0x94D0_49BB_1331_11EB),
+            seed: self.cfg.seed ^ 0x6472_6f70_6f75_7421 ^ (self.epoch as u64 + 1).wrapping_mul(0xE703_7ED1_A0B4_28DB) ^ (step as u64).wrapping_mul(0x94D0_49BB_1331_11EB),
         })
     }
 

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use mmea_core::data::{
     self, bag_of_attributes, bag_of_relations, bag_of_relations_directed, char_bigrams,
     files::{gzip, MemFiles},
-    mclea, npy, openea, tsv, Dataset, FillPolicy, Format, IdSource, LoadOptions, NeighbourCsr, ProblemKind, RawFeatures,
-    RelGraphLists, Split, Triple,
+    mclea, npy, openea, tsv, Dataset, FillPolicy, Format, IdSource, LoadOptions, NeighbourCsr, ProblemKind, RawFeatures, RelGraphLists, Split, Triple,
 };
 use mmea_core::Error;
 
@@ -180,9 +179,8 @@ fn demo_loads_without_files() {
     assert_eq!(rels, [129, 167]);
     let sp = ds.split.as_ref().expect("fixed split");
     assert_eq!((sp.train.len(), sp.dev.len(), sp.test.len()), (300, 0, 700));
-    let isolated: Vec<usize> = (0..2)
-        .map(|k| ds.report.iter().filter(|p| p.kind == ProblemKind::EntityWithoutTriple && p.message.starts_with(&format!("KG{} ", k + 1))).count())
-        .collect();
+    let isolated: Vec<usize> =
+        (0..2).map(|k| ds.report.iter().filter(|p| p.kind == ProblemKind::EntityWithoutTriple && p.message.starts_with(&format!("KG{} ", k + 1))).count()).collect();
     assert_eq!(isolated, vec![66, 13]);
     assert!(ds.attributes.is_none() && ds.names.is_none());
     assert!(data::DEMO_MODALITIES.contains("no images"));
@@ -407,10 +405,7 @@ fn malformed_npy() {
     let raw = RawFeatures::from_bytes("f.npy", &npy::write_f32_2d(1, 2, &[1.0, 1.0]), IdSource::List { path: "ids", bytes: b"nobody\n" }).unwrap();
     expect_format(data::attach(&ds, &raw, "images", FillPolicy::Zero, 0, true).unwrap_err(), "none of its 1 row ids");
     // Row count and id count disagree.
-    expect_format(
-        RawFeatures::from_bytes("f.npy", &npy::write_f32_2d(2, 2, &[0.0; 4]), IdSource::List { path: "ids", bytes: b"a\n" }).unwrap_err(),
-        "1 ids for 2 feature rows",
-    );
+    expect_format(RawFeatures::from_bytes("f.npy", &npy::write_f32_2d(2, 2, &[0.0; 4]), IdSource::List { path: "ids", bytes: b"a\n" }).unwrap_err(), "1 ids for 2 feature rows");
 }
 
 #[test]

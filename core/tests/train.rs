@@ -283,11 +283,23 @@ fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
     let blocks = embed_blocks(tr.model.as_ref(), &tr.params, &tr.inputs).unwrap();
     let cat = |idx: &[u32]| -> Vec<Vec<f32>> {
         let bs: Vec<Vec<f32>> = normalized_blocks_blocking(&blocks, idx).unwrap().iter().map(host).collect();
-        (0..idx.len()).map(|r| bs.iter().flat_map(|b| { let d = b.len() / idx.len(); b[r * d..(r + 1) * d].to_vec() }).collect()).collect()
+        (0..idx.len())
+            .map(|r| {
+                bs.iter()
+                    .flat_map(|b| {
+                        let d = b.len() / idx.len();
+                        b[r * d..(r + 1) * d].to_vec()
+                    })
+                    .collect()
+            })
+            .collect()
     };
     let (p, q) = (cat(&left), cat(&right));
     let s: Vec<Vec<f32>> = p.iter().map(|a| q.iter().map(|b| a.iter().zip(b).map(|(x, y)| x * y).sum()).collect()).collect();
-    let topk_mean = |v: &mut Vec<f32>| { v.sort_by(|a, b| b.total_cmp(a)); v[..3].iter().sum::<f32>() / 3.0 };
+    let topk_mean = |v: &mut Vec<f32>| {
+        v.sort_by(|a, b| b.total_cmp(a));
+        v[..3].iter().sum::<f32>() / 3.0
+    };
     let rl: Vec<f32> = s.iter().map(|r| topk_mean(&mut r.clone())).collect();
     let rr: Vec<f32> = (0..q.len()).map(|j| topk_mean(&mut s.iter().map(|r| r[j]).collect())).collect();
     let cs: Vec<Vec<f32>> = s.iter().enumerate().map(|(i, r)| r.iter().enumerate().map(|(j, v)| 2.0 * v - rl[i] - rr[j]).collect()).collect();
@@ -420,7 +432,14 @@ fn mimea_style_ot_term_equals_the_transport_cost_on_the_host() {
     let j = host(&out.blocks.last().unwrap().value);
     let d = with.dim;
     let u: Vec<usize> = pairs[..with.ot_sample].iter().flat_map(|&(l, r)| [l as usize, r as usize]).collect();
-    let nj: Vec<Vec<f32>> = u.iter().map(|&e| { let r = &j[e * d..(e + 1) * d]; let n = r.iter().map(|x| x * x).sum::<f32>().sqrt(); r.iter().map(|x| x / n).collect() }).collect();
+    let nj: Vec<Vec<f32>> = u
+        .iter()
+        .map(|&e| {
+            let r = &j[e * d..(e + 1) * d];
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(|x| x / n).collect()
+        })
+        .collect();
     let mut want = 0f64;
     for m in ["relation", "name"] {
         let h = host(&out.extra(&format!("modal.{m}")).unwrap().value);
@@ -621,10 +640,12 @@ fn nca_and_ial_equal_host_references() {
     let (b, d) = (7usize, 5usize);
     let unit = |seed: u64| -> Vec<f32> {
         let v = common::rand_vec(seed, b * d, -1.0, 1.0);
-        v.chunks(d).flat_map(|r| {
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-            r.iter().map(move |x| x / n).collect::<Vec<_>>()
-        }).collect()
+        v.chunks(d)
+            .flat_map(|r| {
+                let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                r.iter().map(move |x| x / n).collect::<Vec<_>>()
+            })
+            .collect()
     };
     let (a, c, ja, jc) = (unit(1), unit(2), unit(3), unit(4));
     let dot = |x: &[f32], i: usize, y: &[f32], j: usize| -> f64 { (0..d).map(|k| x[i * d + k] as f64 * y[j * d + k] as f64).sum() };
@@ -655,9 +676,8 @@ fn nca_and_ial_equal_host_references() {
     let kl = |p: &[f32], q: &[f32], jp: &[f32], jq: &[f32]| -> f64 {
         let mut total = 0.0;
         for i in 0..b {
-            let logits = |x: &[f32], y: &[f32]| -> Vec<f64> {
-                (0..2 * b).filter(|&j| j != b + i).map(|j| if j < b { dot(x, i, y, j) / 4.0 } else { dot(x, i, x, j - b) / 4.0 }).collect()
-            };
+            let logits =
+                |x: &[f32], y: &[f32]| -> Vec<f64> { (0..2 * b).filter(|&j| j != b + i).map(|j| if j < b { dot(x, i, y, j) / 4.0 } else { dot(x, i, x, j - b) / 4.0 }).collect() };
             let sm = |v: Vec<f64>| -> Vec<f64> {
                 let z: f64 = v.iter().map(|x| x.exp()).sum();
                 v.iter().map(|x| x.exp() / z).collect()

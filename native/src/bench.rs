@@ -32,9 +32,7 @@ fn random_graph(n: usize, edges: usize, rels: usize) -> RandomGraph {
         (s % m as u64) as u32
     };
     let e: Vec<(u32, u32)> = (0..edges).map(|_| (next(n), next(n))).collect();
-    let mix = (0..edges)
-        .map(|_| if next(4) == 0 { vec![(next(rels), 0.5), (next(rels), 0.5)] } else { vec![(next(rels), 1.0)] })
-        .collect();
+    let mix = (0..edges).map(|_| if next(4) == 0 { vec![(next(rels), 0.5), (next(rels), 0.5)] } else { vec![(next(rels), 1.0)] }).collect();
     (e, mix)
 }
 
@@ -73,19 +71,9 @@ fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
         }),
     });
     let x = t(7, &[n, d])?;
-    v.push(Case {
-        name: format!("tanh {n}x{d}"),
-        flops: (n * d) as f64,
-        bytes: 8.0 * (n * d) as f64,
-        run: Box::new(move || ops::unary(Unary::Tanh, &x).map(drop)),
-    });
+    v.push(Case { name: format!("tanh {n}x{d}"), flops: (n * d) as f64, bytes: 8.0 * (n * d) as f64, run: Box::new(move || ops::unary(Unary::Tanh, &x).map(drop)) });
     let x = t(8, &[n, d])?;
-    v.push(Case {
-        name: format!("column sums {n}x{d}"),
-        flops: (n * d) as f64,
-        bytes: 4.0 * (n * d) as f64,
-        run: Box::new(move || ops::sum_rows(&x).map(drop)),
-    });
+    v.push(Case { name: format!("column sums {n}x{d}"), flops: (n * d) as f64, bytes: 4.0 * (n * d) as f64, run: Box::new(move || ops::sum_rows(&x).map(drop)) });
 
     let (edge_list, mixing) = random_graph(n, edges, rels);
     let graph = RelGraph::new(dev, n, rels, &edge_list, &mixing)?;
@@ -124,12 +112,7 @@ fn cases(dev: &Device, s: &Sizes) -> Result<Vec<Case>> {
     });
 
     let x = t(14, &[n, d])?;
-    v.push(Case {
-        name: format!("row L2-normalise {n}x{d}"),
-        flops: 3.0 * (n * d) as f64,
-        bytes: 8.0 * (n * d) as f64,
-        run: Box::new(move || ops::l2_normalize(&x).map(drop)),
-    });
+    v.push(Case { name: format!("row L2-normalise {n}x{d}"), flops: 3.0 * (n * d) as f64, bytes: 8.0 * (n * d) as f64, run: Box::new(move || ops::l2_normalize(&x).map(drop)) });
     let (p, q) = (ops::l2_normalize(&t(15, &[batch, joint])?)?, ops::l2_normalize(&t(16, &[batch, joint])?)?);
     v.push(Case {
         name: format!("InfoNCE loss+grads B={batch}, d={joint}"),
@@ -224,7 +207,11 @@ pub fn run(backend: Backend, quick: bool, runs: usize) -> Result<()> {
     }
     println!(
         "kernel benchmark: median of {runs} runs after one warm-up; sizes: N={}, d={}, ~{} edges, {} relations{}",
-        sizes.n, sizes.d, sizes.edges, sizes.rels, if quick { " (--quick)" } else { "" }
+        sizes.n,
+        sizes.d,
+        sizes.edges,
+        sizes.rels,
+        if quick { " (--quick)" } else { "" }
     );
     let mut table: Vec<(String, Vec<f64>, f64, f64)> = Vec::new();
     for (di, (_, dev)) in devices.iter().enumerate() {

@@ -72,7 +72,9 @@ fn list() -> mmea_core::Result<String> {
         let ds = data::load_dir(&dir)?;
         sets.push((name, dir.display().to_string(), ds));
     }
-    let mut s = String::from("| name | entities KG1 / KG2 | relations | triples KG1 / KG2 | gold links | own split | modalities besides structure | missing |\n|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| name | entities KG1 / KG2 | relations | triples KG1 / KG2 | gold links | own split | modalities besides structure | missing |\n|---|---|---|---|---|---|---|---|\n",
+    );
     for (name, _, ds) in &sets {
         let mut has = vec!["relations"];
         let mut missing = vec![];
@@ -100,7 +102,10 @@ fn list() -> mmea_core::Result<String> {
             missing.join(", "),
         );
     }
-    s += &format!("\nFolders: {}. Provenance, licences and checksums: PROVENANCE.md in each folder. Use a name with `--data NAME`.\n", setup::data_root().map_or("(no data/ folder found)".to_string(), |p| p.display().to_string()));
+    s += &format!(
+        "\nFolders: {}. Provenance, licences and checksums: PROVENANCE.md in each folder. Use a name with `--data NAME`.\n",
+        setup::data_root().map_or("(no data/ folder found)".to_string(), |p| p.display().to_string())
+    );
     Ok(s)
 }
 

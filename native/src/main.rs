@@ -134,12 +134,9 @@ fn main() -> ExitCode {
         Some(Command::Bench { runs, train: Some(data), model, no_eval, .. }) => bench_train::run(&data, cli.backend, runs.max(1), &model, !no_eval).map(|_| ExitCode::SUCCESS),
         Some(Command::Bench { quick, runs, train: None, .. }) => bench::run(cli.backend, quick, runs.max(1)).map(|_| ExitCode::SUCCESS),
         Some(Command::Eval { ck, split, no_sinkhorn, json }) => ckpt_cmd::eval(ck, split, !no_sinkhorn, json, cli.backend).map(|_| ExitCode::SUCCESS),
-        Some(Command::Align { ck, top_k, sinkhorn, candidates, sinkhorn_eps, sinkhorn_iters, output }) => ckpt_cmd::align(
-            ck,
-            ckpt_cmd::AlignOpts { top_k, sinkhorn, candidates, eps: sinkhorn_eps, iters: sinkhorn_iters, output },
-            cli.backend,
-        )
-        .map(|_| ExitCode::SUCCESS),
+        Some(Command::Align { ck, top_k, sinkhorn, candidates, sinkhorn_eps, sinkhorn_iters, output }) => {
+            ckpt_cmd::align(ck, ckpt_cmd::AlignOpts { top_k, sinkhorn, candidates, eps: sinkhorn_eps, iters: sinkhorn_iters, output }, cli.backend).map(|_| ExitCode::SUCCESS)
+        }
         Some(Command::Export { ck, projector, limit }) => ckpt_cmd::export(ck, &projector, limit, cli.backend).map(|_| ExitCode::SUCCESS),
         Some(Command::Report { runs, .. }) if !runs.is_empty() => report_cmd::print(&runs).map(|_| ExitCode::SUCCESS),
         Some(Command::Report { manifest, check, .. }) => report_cmd::generate(&manifest, check).map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),

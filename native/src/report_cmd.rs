@@ -102,7 +102,14 @@ fn missing(r: &Row, read: &[&str]) -> String {
 pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> {
     let mut rows: Vec<Row> = dirs.iter().map(|d| load(d)).collect::<Result<_>>()?;
     if sort {
-        rows.sort_by(|a, b| (a.dataset.as_str(), a.spec.model.name(), a.spec.train.iterative, &a.spec.command).cmp(&(b.dataset.as_str(), b.spec.model.name(), b.spec.train.iterative, &b.spec.command)));
+        rows.sort_by(|a, b| {
+            (a.dataset.as_str(), a.spec.model.name(), a.spec.train.iterative, &a.spec.command).cmp(&(
+                b.dataset.as_str(),
+                b.spec.model.name(),
+                b.spec.train.iterative,
+                &b.spec.command,
+            ))
+        });
     }
     let mut s = String::new();
     s += "| dataset | model | seeds (train/dev/test) | modalities | missing modalities | names | iterative | protocol, selection | H@1 | H@10 | MRR | H@1 plain | H@1 Sinkhorn | epochs (selected) | s/epoch | run time | peak memory | device | config |\n";
@@ -129,7 +136,7 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
             label(&r.dataset),
             r.spec.model.name(),
             r.spec.split.train_ratio * 100.0,
-            missing(&r, &read),
+            missing(r, &read),
             if r.spec.modalities.names { "on" } else { "off" },
             match (r.spec.train.iterative, r.spec.train.il_refresh) {
                 (false, _) => "no",
@@ -148,7 +155,7 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
             run_time(f),
             peak_memory(f),
             f["device"].as_str().unwrap_or("?"),
-            format!("{link_prefix}{}", setup::run_config_path(&r.dir).display()),
+            format_args!("{link_prefix}{}", setup::run_config_path(&r.dir).display()),
         );
     }
     s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities (mmea-spec §2). \

@@ -66,11 +66,7 @@ pub fn resolve_data(data: &str) -> Result<PathBuf> {
     let names: Vec<String> = bundled().into_iter().map(|(n, _)| n).collect();
     Err(Error::InvalidArgument {
         op: "--data",
-        detail: format!(
-            "`{data}` is neither a folder nor a bundled dataset; bundled: {DEMO} (embedded){}{}",
-            if names.is_empty() { "" } else { ", " },
-            names.join(", ")
-        ),
+        detail: format!("`{data}` is neither a folder nor a bundled dataset; bundled: {DEMO} (embedded){}{}", if names.is_empty() { "" } else { ", " }, names.join(", ")),
     })
 }
 

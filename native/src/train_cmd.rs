@@ -154,7 +154,11 @@ impl TrainArgs {
         spec.backend = format!("{backend:?}").to_lowercase();
         spec.command = {
             let args: Vec<String> = std::env::args().skip(1).collect();
-            if args.iter().any(|a| a == "train") { format!("mmea {}", args.join(" ")) } else { format!("mmea train {}", args.join(" ")).trim_end().to_string() }
+            if args.iter().any(|a| a == "train") {
+                format!("mmea {}", args.join(" "))
+            } else {
+                format!("mmea train {}", args.join(" ")).trim_end().to_string()
+            }
         };
         Ok(spec)
     }
@@ -243,10 +247,7 @@ fn trim_jsonl(path: &Path, epoch: usize) -> Result<()> {
 }
 
 fn write_curve(dir: &RunDir, title: &str, metric_label: &str) -> Result<()> {
-    let loss: Vec<(f64, f64)> = read_jsonl(&dir.file("train.jsonl"))
-        .iter()
-        .filter_map(|v| Some((v.get("epoch")?.as_f64()? + 1.0, v.get("loss")?.as_f64()?)))
-        .collect();
+    let loss: Vec<(f64, f64)> = read_jsonl(&dir.file("train.jsonl")).iter().filter_map(|v| Some((v.get("epoch")?.as_f64()? + 1.0, v.get("loss")?.as_f64()?))).collect();
     let metric: Vec<(f64, f64)> = read_jsonl(&dir.file("metrics.jsonl"))
         .iter()
         .filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("eval"))
@@ -297,7 +298,11 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
                 if e != spec.train.epochs && spec.train.lr_schedule == LrSchedule::Cosine {
                     return Err(Error::InvalidArgument {
                         op: "train --resume",
-                        detail: format!("{} uses a cosine learning-rate schedule over its {} epochs; extending it to {e} would change the rates it has already used (start a new run instead)", cfg_path.display(), spec.train.epochs),
+                        detail: format!(
+                            "{} uses a cosine learning-rate schedule over its {} epochs; extending it to {e} would change the rates it has already used (start a new run instead)",
+                            cfg_path.display(),
+                            spec.train.epochs
+                        ),
                     });
                 }
                 if e != spec.train.epochs {

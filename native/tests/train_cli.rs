@@ -24,7 +24,26 @@ fn text(o: &Output) -> String {
 fn cosine_runs_record_their_schedule_and_refuse_a_longer_resume() {
     let out = std::env::temp_dir().join(format!("mmea-cli-cosine-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let o = mmea(&["train", "--data", "demo", "--epochs", "3", "--set", "train.eval_every=2", "--set", "model.dim=16", "--set", "model.rank=2", "--set", "train.lr_schedule=cosine", "--quiet", "--out"], &out);
+    let o = mmea(
+        &[
+            "train",
+            "--data",
+            "demo",
+            "--epochs",
+            "3",
+            "--set",
+            "train.eval_every=2",
+            "--set",
+            "model.dim=16",
+            "--set",
+            "model.rank=2",
+            "--set",
+            "train.lr_schedule=cosine",
+            "--quiet",
+            "--out",
+        ],
+        &out,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("cosine lr"), "the setting line names the schedule: {}", text(&o));
     let cfg = config(&out);
@@ -46,7 +65,8 @@ fn cosine_runs_record_their_schedule_and_refuse_a_longer_resume() {
 fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
     let out = std::env::temp_dir().join(format!("mmea-cli-il-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let args = ["train", "--data", "demo", "--epochs", "2", "--set", "train.eval_every=1", "--set", "model.dim=16", "--set", "model.rank=2", "--iterative", "--set", "train.il_start=1"];
+    let args =
+        ["train", "--data", "demo", "--epochs", "2", "--set", "train.eval_every=1", "--set", "model.dim=16", "--set", "model.rank=2", "--iterative", "--set", "train.il_start=1"];
     let o = mmea(&[&args[..], &["--set", "train.il_step=1", "--set", "train.il_lr_factor=0.5", "--set", "train.dev_distractors=1000000", "--quiet", "--out"]].concat(), &out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("iterative, lr × 0.5 from epoch 1"), "the setting line names the IL rate: {}", text(&o));
@@ -73,7 +93,26 @@ fn the_setting_line_and_report_name_the_il_rate_and_the_distractors_used() {
 fn a_non_reference_relation_bag_is_named_in_the_setting_config_and_report() {
     let out = std::env::temp_dir().join(format!("mmea-cli-relbag-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let o = mmea(&["train", "--data", "demo", "--epochs", "1", "--set", "model.dim=16", "--set", "model.rank=2", "--set", "modalities.rel_columns=0", "--set", "modalities.rel_directed=true", "--quiet", "--out"], &out);
+    let o = mmea(
+        &[
+            "train",
+            "--data",
+            "demo",
+            "--epochs",
+            "1",
+            "--set",
+            "model.dim=16",
+            "--set",
+            "model.rank=2",
+            "--set",
+            "modalities.rel_columns=0",
+            "--set",
+            "modalities.rel_directed=true",
+            "--quiet",
+            "--out",
+        ],
+        &out,
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("structure + relation (every relation, head/tail)"), "{}", text(&o));
     let cfg = config(&out);

@@ -95,11 +95,8 @@ fn check_shader(name: &str, src: &str) -> Vec<String> {
 
 #[test]
 fn every_shader_validates_under_browser_limits() {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(shader_dir())
-        .expect("shaders/ exists")
-        .map(|e| e.expect("readable dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
-        .collect();
+    let mut names: Vec<PathBuf> =
+        std::fs::read_dir(shader_dir()).expect("shaders/ exists").map(|e| e.expect("readable dir entry").path()).filter(|p| p.extension().is_some_and(|e| e == "wgsl")).collect();
     names.sort();
     assert!(!names.is_empty(), "no shaders found");
     let mut all = Vec::new();

@@ -76,10 +76,7 @@ impl Engine {
         if spec.data != "demo" {
             return Err(Error::Format {
                 path: source.into(),
-                detail: format!(
-                    "it was trained on `{}`; the browser demo carries only the embedded demo pair, so it opens checkpoints trained with `--data demo`",
-                    spec.data
-                ),
+                detail: format!("it was trained on `{}`; the browser demo carries only the embedded demo pair, so it opens checkpoints trained with `--data demo`", spec.data),
             });
         }
         let opened = checkpoint::open(source, &ck, &ds, None, &device)?;
@@ -267,9 +264,11 @@ impl Engine {
             })
         });
         // MCLEA- and EVA-style weigh the structure view too: its σ comes after the modalities'.
-        let structure = self.sigma.as_ref().filter(|s| s.len() == mods.len() + 1).map(|s| {
-            json!({ "modality": "structure", "omega": null, "sigma": s[mods.len()], "beta": null, "before_calibration": null, "uncertainty": null })
-        });
+        let structure = self
+            .sigma
+            .as_ref()
+            .filter(|s| s.len() == mods.len() + 1)
+            .map(|s| json!({ "modality": "structure", "omega": null, "sigma": s[mods.len()], "beta": null, "before_calibration": null, "uncertainty": null }));
         let weights: Vec<serde_json::Value> = weights.chain(structure).collect();
         Ok(json!({
             "index": i,
@@ -412,13 +411,7 @@ impl Engine {
             (0..d).map(|k| c[k * d + k]).sum()
         };
         let k = self.plain.k;
-        let pairs: Vec<Value> = self
-            .opened
-            .split
-            .test
-            .iter()
-            .map(|&(l, r)| json!([l, n1 as u32 + self.plain.cols[l as usize * k], r]))
-            .collect();
+        let pairs: Vec<Value> = self.opened.split.test.iter().map(|&(l, r)| json!([l, n1 as u32 + self.plain.cols[l as usize * k], r])).collect();
         Ok(json!({
             "n1": n1,
             "points": points,

@@ -24,6 +24,12 @@ fn gpu() -> Option<Device> {
                 panic!("MMEA_REQUIRE_GPU=1 but no GPU adapter: {e}");
             }
             eprintln!("SKIPPING the wgpu comparison: no adapter ({e})");
+            // Counted by .ci/run at the end of the run (see core/tests/kernels/common.rs).
+            use std::io::Write;
+            let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/gpu-skipped.log");
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                let _ = writeln!(f, "mmea-web engine: the wgpu comparison (no adapter: {e})");
+            }
             None
         }
     }
@@ -235,7 +241,10 @@ fn the_demo_opens_mimea_and_ricea_style_checkpoints_and_shows_their_weights() {
 
     // MCLEA- and EVA-style: global view weights σ over relation, name and structure (no entity-level ω).
     for (mc, name) in [
-        (ModelConfig::Mclea(mmea_core::model::McleaConfig { views: mmea_core::model::ViewsConfig { dim: 16, modal_dim: 8, ..Default::default() }, ..Default::default() }), "mclea-style"),
+        (
+            ModelConfig::Mclea(mmea_core::model::McleaConfig { views: mmea_core::model::ViewsConfig { dim: 16, modal_dim: 8, ..Default::default() }, ..Default::default() }),
+            "mclea-style",
+        ),
         (ModelConfig::Eva(mmea_core::model::EvaConfig { views: mmea_core::model::ViewsConfig { dim: 16, modal_dim: 8, ..Default::default() }, ..Default::default() }), "eva-style"),
     ] {
         let ck = tiny_checkpoint(mc);

@@ -270,7 +270,11 @@ pub(crate) fn dataset_checks(ds: &Dataset, diag: &mut Diagnostics) {
     let show = |i: u32| {
         let e = ds.external(i);
         let n = &ds.entities.names[i as usize];
-        if &e == n { e } else { format!("{e} ({n})") }
+        if &e == n {
+            e
+        } else {
+            format!("{e} ({n})")
+        }
     };
     for k in 0..2 {
         let mut seen = HashSet::with_capacity(ds.triples[k].len());

@@ -6,8 +6,7 @@ use super::{load, Dataset, Format, LoadOptions};
 use crate::error::Result;
 
 /// What the demo pair has.
-pub const DEMO_MODALITIES: &str =
-    "structure (relation triples, relation names) and names via the entity URIs; no attributes, no images";
+pub const DEMO_MODALITIES: &str = "structure (relation triples, relation names) and names via the entity URIs; no attributes, no images";
 
 macro_rules! demo_file {
     ($name:literal) => {

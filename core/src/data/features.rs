@@ -241,11 +241,6 @@ pub fn build_features(ds: &Dataset, opts: &FeatureOptions) -> Features {
     };
     let rel_graph = RelGraphLists::build(ds);
     let neighbours = NeighbourCsr::build(ds);
-    notes.push(format!(
-        "relation graph: {} directed pairs, {} relation slots; neighbour CSR: {} entries",
-        rel_graph.edges.len(),
-        rel_graph.num_rel,
-        neighbours.cols.len()
-    ));
+    notes.push(format!("relation graph: {} directed pairs, {} relation slots; neighbour CSR: {} entries", rel_graph.edges.len(), rel_graph.num_rel, neighbours.cols.len()));
     Features { relations, attributes, char_bigrams, rel_graph, neighbours, notes }
 }

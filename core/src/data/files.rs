@@ -129,8 +129,7 @@ pub fn decode<'a>(path: &str, bytes: Cow<'a, [u8]>) -> Result<Cow<'a, [u8]>> {
     if is_gzip(&bytes) {
         let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
         let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]);
-        dec.read_to_end(&mut out)
-            .map_err(|e| Error::Format { path: path.to_string(), detail: format!("corrupt gzip data: {e}") })?;
+        dec.read_to_end(&mut out).map_err(|e| Error::Format { path: path.to_string(), detail: format!("corrupt gzip data: {e}") })?;
         Ok(Cow::Owned(out))
     } else if path.ends_with(".gz") {
         let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();

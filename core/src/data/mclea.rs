@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::diag::{Diagnostics, ProblemKind, Severity};
 use super::files::{FileSource, MemFiles};
-use super::{each_line, empty_file, fields, optional, parse_id, required, Build, Dataset, LoadOptions, Line};
+use super::{each_line, empty_file, fields, optional, parse_id, required, Build, Dataset, Line, LoadOptions};
 
 /// Reads the layout into a [`Build`]; `None` when required files are missing.
 pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnostics) -> Option<Build> {
@@ -44,7 +44,14 @@ pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnos
                     diag.line(Severity::Error, ProblemKind::DuplicateId, &f.path, line.no, format!("entity id {id} is defined twice in this file"), line.raw);
                 }
                 Some(_) => {
-                    diag.line(Severity::Error, ProblemKind::IdInBothKgs, &f.path, line.no, format!("entity id {id} is also defined in ent_ids_1: ids must be unique across both KGs"), line.raw);
+                    diag.line(
+                        Severity::Error,
+                        ProblemKind::IdInBothKgs,
+                        &f.path,
+                        line.no,
+                        format!("entity id {id} is also defined in ent_ids_1: ids must be unique across both KGs"),
+                        line.raw,
+                    );
                 }
                 None => {
                     let local = kg.names.len() as u32;
@@ -52,7 +59,14 @@ pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnos
                     kg.ids.push(id);
                     kg.names.push(uri.to_string());
                     if let Some(&other) = kg.by_name.get(uri) {
-                        diag.line(Severity::Warning, ProblemKind::DuplicateId, &f.path, line.no, format!("URI also has id {}; both kept as separate entities", kg.ids[other as usize]), line.raw);
+                        diag.line(
+                            Severity::Warning,
+                            ProblemKind::DuplicateId,
+                            &f.path,
+                            line.no,
+                            format!("URI also has id {}; both kept as separate entities", kg.ids[other as usize]),
+                            line.raw,
+                        );
                     } else {
                         kg.by_name.insert(uri.to_string(), local);
                     }
@@ -86,7 +100,14 @@ pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnos
             if !existed {
                 rels.names[i] = uri.to_string();
             } else if rels.names[i] != uri {
-                diag.line(Severity::Warning, ProblemKind::DuplicateId, &f.path, line.no, format!("relation id {id} is also defined in rel_ids_1 with another name; the first name is kept"), line.raw);
+                diag.line(
+                    Severity::Warning,
+                    ProblemKind::DuplicateId,
+                    &f.path,
+                    line.no,
+                    format!("relation id {id} is also defined in rel_ids_1 with another name; the first name is kept"),
+                    line.raw,
+                );
             }
         });
     }
@@ -97,17 +118,22 @@ pub(crate) fn read(src: &dyn FileSource, _opts: &LoadOptions, diag: &mut Diagnos
         let (kgs, rels) = (&mut b.kgs, &mut b.rels);
         let n = each_line(&f.path, &f.bytes, diag, |line, diag| {
             let Some([hs, rs, ts]) = fields::<3>(&line, true, "head, relation, tail", &f.path, diag) else { return };
-            let (Some(h), Some(r), Some(t)) = (
-                parse_id(hs, "head id", &f.path, &line, diag),
-                parse_id(rs, "relation id", &f.path, &line, diag),
-                parse_id(ts, "tail id", &f.path, &line, diag),
-            ) else {
+            let (Some(h), Some(r), Some(t)) =
+                (parse_id(hs, "head id", &f.path, &line, diag), parse_id(rs, "relation id", &f.path, &line, diag), parse_id(ts, "tail id", &f.path, &line, diag))
+            else {
                 return;
             };
             let lh = entity_in(&global, h, k, "head", &f.path, &line, diag);
             let lt = entity_in(&global, t, k, "tail", &f.path, &line, diag);
             if has_rel_ids[k] && !declared[k].contains(&r) && undeclared.insert(r) {
-                diag.line(Severity::Warning, ProblemKind::UnknownId, &f.path, line.no, format!("relation id {r} is not in rel_ids_{}; it is used with its id as name", k + 1), line.raw);
+                diag.line(
+                    Severity::Warning,
+                    ProblemKind::UnknownId,
+                    &f.path,
+                    line.no,
+                    format!("relation id {r} is not in rel_ids_{}; it is used with its id as name", k + 1),
+                    line.raw,
+                );
             }
             let ri = rels.intern_id(r, k);
             if let (Some(lh), Some(lt)) = (lh, lt) {
@@ -219,7 +245,14 @@ fn read_id_pairs(path: &str, bytes: &[u8], global: &HashMap<u64, (usize, u32)>, 
         match (global.get(&a), global.get(&b)) {
             (Some(&(0, la)), Some(&(1, lb))) => out.push((la, lb)),
             (Some(&(1, _)), Some(&(0, _))) => {
-                diag.line(Severity::Error, ProblemKind::UnknownId, path, line.no, format!("the pair is reversed: {a} is a KG2 id and {b} a KG1 id (the KG1 id comes first)"), line.raw);
+                diag.line(
+                    Severity::Error,
+                    ProblemKind::UnknownId,
+                    path,
+                    line.no,
+                    format!("the pair is reversed: {a} is a KG2 id and {b} a KG1 id (the KG1 id comes first)"),
+                    line.raw,
+                );
             }
             (ga, gb) => {
                 let which = |g: Option<&(usize, u32)>, id: u64, want: usize| match g {
@@ -261,7 +294,14 @@ pub(crate) fn read_attr_lines(b: &mut Build, k: usize, path: &str, bytes: &[u8],
         kg.attrs[local as usize].extend(ids);
     });
     if let Some((no, raw)) = first_skipped {
-        diag.line(Severity::Warning, ProblemKind::Skipped, path, no, format!("{skipped} line(s) name an entity that is not in ent_ids_{} and were skipped (first shown)", k + 1), raw);
+        diag.line(
+            Severity::Warning,
+            ProblemKind::Skipped,
+            path,
+            no,
+            format!("{skipped} line(s) name an entity that is not in ent_ids_{} and were skipped (first shown)", k + 1),
+            raw,
+        );
     }
 }
 

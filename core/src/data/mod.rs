@@ -352,14 +352,7 @@ pub fn load_lenient(src: &dyn FileSource, opts: &LoadOptions) -> (Option<Dataset
         None => match detect_format(src) {
             Ok(f) => f,
             Err(e) => {
-                diag.push(Problem {
-                    severity: Severity::Error,
-                    kind: ProblemKind::MissingFile,
-                    path: src.describe(""),
-                    line: 0,
-                    message: e.to_string(),
-                    text: None,
-                });
+                diag.push(Problem { severity: Severity::Error, kind: ProblemKind::MissingFile, path: src.describe(""), line: 0, message: e.to_string(), text: None });
                 return (None, diag);
             }
         },
@@ -492,14 +485,10 @@ impl Build {
         for (new, &old) in order.iter().enumerate() {
             new_of[old as usize] = new as u32;
         }
-        let relations = Vocab {
-            ids: rels.numeric.then(|| order.iter().map(|&o| rels.ids[o as usize]).collect()),
-            names: order.iter().map(|&o| rels.names[o as usize].clone()).collect(),
-        };
+        let relations =
+            Vocab { ids: rels.numeric.then(|| order.iter().map(|&o| rels.ids[o as usize]).collect()), names: order.iter().map(|&o| rels.names[o as usize].clone()).collect() };
         let relation_kgs = order.iter().map(|&o| rels.kgs[o as usize]).collect();
-        let conv = |ts: &[[u32; 3]], off: u32| -> Vec<Triple> {
-            ts.iter().map(|&[h, r, t]| Triple { h: h + off, r: new_of[r as usize], t: t + off }).collect()
-        };
+        let conv = |ts: &[[u32; 3]], off: u32| -> Vec<Triple> { ts.iter().map(|&[h, r, t]| Triple { h: h + off, r: new_of[r as usize], t: t + off }).collect() };
         let triples = [conv(&k1.triples, 0), conv(&k2.triples, n1)];
         let attributes = (k1.attr_file || k2.attr_file).then(|| {
             let mut per_entity = k1.attrs.clone();

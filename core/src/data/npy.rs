@@ -126,16 +126,24 @@ pub fn read_ids(path: &str, bytes: &[u8]) -> Result<Vec<u64>> {
     match a.dtype {
         NpyDtype::I32 => a.data.chunks_exact(4).map(|c| u64::try_from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])).map_err(|_| neg())).collect(),
         NpyDtype::U32 => Ok(a.data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64).collect()),
-        NpyDtype::I64 => a.data.chunks_exact(8).map(|c| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            u64::try_from(i64::from_le_bytes(b)).map_err(|_| neg())
-        }).collect(),
-        NpyDtype::U64 => Ok(a.data.chunks_exact(8).map(|c| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            u64::from_le_bytes(b)
-        }).collect()),
+        NpyDtype::I64 => a
+            .data
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                u64::try_from(i64::from_le_bytes(b)).map_err(|_| neg())
+            })
+            .collect(),
+        NpyDtype::U64 => Ok(a
+            .data
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                u64::from_le_bytes(b)
+            })
+            .collect()),
         d => Err(fmt_err(path, format!("dtype {} where integer ids are needed", d.descr()))),
     }
 }

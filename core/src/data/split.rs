@@ -39,10 +39,7 @@ impl Split {
     /// given the seed. `train_ratio` and `dev_fraction` must lie in [0, 1].
     pub fn seeded(links: &[(u32, u32)], train_ratio: f64, dev_fraction: f64, seed: u64) -> Result<Split> {
         if !(0.0..=1.0).contains(&train_ratio) || !(0.0..=1.0).contains(&dev_fraction) {
-            return Err(Error::InvalidArgument {
-                op: "split",
-                detail: format!("train ratio {train_ratio} and dev fraction {dev_fraction} must lie in [0, 1]"),
-            });
+            return Err(Error::InvalidArgument { op: "split", detail: format!("train ratio {train_ratio} and dev fraction {dev_fraction} must lie in [0, 1]") });
         }
         let mut v = links.to_vec();
         Rng::new(seed).shuffle(&mut v);
@@ -50,12 +47,7 @@ impl Split {
         let n_dev = ((n_pool as f64) * dev_fraction).floor() as usize;
         let test = v.split_off(n_pool.min(v.len()));
         let dev = v.split_off(n_pool - n_dev);
-        Ok(Split {
-            train: v,
-            dev,
-            test,
-            source: format!("seed {seed}, train ratio {train_ratio}, dev fraction {dev_fraction}"),
-        })
+        Ok(Split { train: v, dev, test, source: format!("seed {seed}, train ratio {train_ratio}, dev fraction {dev_fraction}") })
     }
 
     /// For a split that came without a dev part (e.g. `train_ill`/`test_ill`): moves the last

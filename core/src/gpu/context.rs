@@ -82,10 +82,7 @@ impl GpuContext {
         #[cfg(not(target_arch = "wasm32"))]
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         #[cfg(target_arch = "wasm32")]
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::BROWSER_WEBGPU,
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() });
 
         let adapter = match std::env::var("WGPU_ADAPTER_NAME").ok().filter(|_| !cfg!(target_arch = "wasm32")) {
             Some(want) => {
@@ -125,11 +122,7 @@ impl GpuContext {
         let binding_limit = l.max_storage_buffer_binding_size.min(BROWSER_BINDING_LIMIT);
         let af = adapter.features();
         let mut features = Vec::new();
-        for (flag, name) in [
-            (wgpu::Features::SHADER_F16, "shader-f16"),
-            (wgpu::Features::SUBGROUP, "subgroups"),
-            (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
-        ] {
+        for (flag, name) in [(wgpu::Features::SHADER_F16, "shader-f16"), (wgpu::Features::SUBGROUP, "subgroups"), (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query")] {
             if af.contains(flag) {
                 features.push(format!("{name} (offered, not used)"));
             }
@@ -258,12 +251,7 @@ impl GpuContext {
             Some(b) => b,
             None => {
                 drop(pool);
-                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(what),
-                    size: class,
-                    usage: Self::usage(),
-                    mapped_at_creation: false,
-                });
+                let b = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size: class, usage: Self::usage(), mapped_at_creation: false });
                 pool = lock(&self.pool);
                 pool.created += 1;
                 b
@@ -288,16 +276,9 @@ impl GpuContext {
         assert_eq!(std::mem::size_of::<T>(), 4, "GPU tensors hold 4-byte elements");
         let bytes = std::mem::size_of_val(data) as u64;
         let class = self.check_size(bytes, what)?;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            size: class,
-            usage: Self::usage(),
-            mapped_at_creation: true,
-        });
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size: class, usage: Self::usage(), mapped_at_creation: true });
         if bytes > 0 {
-            let mut view = buffer
-                .get_mapped_range_mut(..bytes)
-                .map_err(|e| Error::Gpu(format!("mapping upload buffer for {what}: {e}")))?;
+            let mut view = buffer.get_mapped_range_mut(..bytes).map_err(|e| Error::Gpu(format!("mapping upload buffer for {what}: {e}")))?;
             view.copy_from_slice(bytemuck::cast_slice(data));
         }
         buffer.unmap();
@@ -312,9 +293,7 @@ impl GpuContext {
         if len == 0 {
             return;
         }
-        self.with_encoder(|enc| {
-            enc.copy_buffer_to_buffer(src.raw(), src_offset as u64 * 4, dst.raw(), dst_offset as u64 * 4, Some(len as u64 * 4))
-        });
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), src_offset as u64 * 4, dst.raw(), dst_offset as u64 * 4, Some(len as u64 * 4)));
     }
 
     /// Read `buf` back to the host. Submits all pending work first.
@@ -338,9 +317,7 @@ impl GpuContext {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Readback(e.to_string()))?;
         let mapped = rx.await.map_err(|_| Error::Readback("the map callback was dropped".into()))?;
         self.check()?;
         mapped.map_err(|e| Error::Readback(e.to_string()))?;
@@ -362,9 +339,7 @@ impl GpuContext {
     pub fn synchronize(&self) -> Result<()> {
         self.flush();
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
         self.check()
     }
 
@@ -372,9 +347,7 @@ impl GpuContext {
 
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut p = lock(&self.pending);
-        let enc = p.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mmea") })
-        });
+        let enc = p.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("mmea") }));
         let r = f(enc);
         p.passes += 1;
         let full = p.passes >= MAX_PENDING_PASSES;
@@ -399,12 +372,7 @@ impl GpuContext {
     fn module(&self, shader: &Shader) -> wgpu::ShaderModule {
         lock(&self.modules)
             .entry(shader.name)
-            .or_insert_with(|| {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                })
-            })
+            .or_insert_with(|| self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(shader.source.into()) }))
             .clone()
     }
 
@@ -415,46 +383,26 @@ impl GpuContext {
                 let mut entries = vec![wgpu::BindGroupLayoutEntry {
                     binding: 0,
                     visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
+                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
                     count: None,
                 }];
                 for (i, &read_only) in sig.iter().enumerate() {
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage { read_only },
-                            has_dynamic_offset: false,
-                            min_binding_size: None,
-                        },
+                        ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only }, has_dynamic_offset: false, min_binding_size: None },
                         count: None,
                     });
                 }
-                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: None,
-                    entries: &entries,
-                });
-                let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: None,
-                    bind_group_layouts: &[Some(&bgl)],
-                    immediate_size: 0,
-                });
+                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+                let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: None, bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
                 (bgl, pl)
             })
             .clone()
     }
 
     fn pipeline(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)], sig: &[bool]) -> wgpu::ComputePipeline {
-        let key: PipelineKey = (
-            shader.name,
-            entry.to_string(),
-            constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
-            sig.to_vec(),
-        );
+        let key: PipelineKey = (shader.name, entry.to_string(), constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(), sig.to_vec());
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return p.clone();
         }
@@ -511,16 +459,9 @@ impl GpuContext {
         let raw = bytemuck::bytes_of(params);
         let mut bytes = raw.to_vec();
         bytes.resize(raw.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: bytes.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM,
-            mapped_at_creation: true,
-        });
-        uniform
-            .get_mapped_range_mut(..)
-            .map_err(|e| Error::Gpu(format!("{op}: mapping the parameter block: {e}")))?
-            .copy_from_slice(&bytes);
+        let uniform =
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("params"), size: bytes.len() as u64, usage: wgpu::BufferUsages::UNIFORM, mapped_at_creation: true });
+        uniform.get_mapped_range_mut(..).map_err(|e| Error::Gpu(format!("{op}: mapping the parameter block: {e}")))?.copy_from_slice(&bytes);
         uniform.unmap();
 
         let pipeline = self.pipeline(shader, entry, constants, &sig);
@@ -532,11 +473,7 @@ impl GpuContext {
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.raw(),
-                    offset: 0,
-                    size: NonZeroU64::new(b.binding_bytes()),
-                }),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.raw(), offset: 0, size: NonZeroU64::new(b.binding_bytes()) }),
             });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(op), layout: &bgl, entries: &entries });

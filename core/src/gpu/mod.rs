@@ -22,10 +22,7 @@ pub struct Shader {
 #[macro_export]
 macro_rules! shader {
     ($name:literal) => {
-        $crate::gpu::Shader {
-            name: $name,
-            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/", $name, ".wgsl")),
-        }
+        $crate::gpu::Shader { name: $name, source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shaders/", $name, ".wgsl")) }
     };
 }
 

@@ -196,11 +196,8 @@ impl MultiView {
         }
         views.push(rowad::l2_normalize(tape, &x)?);
         let nv = views.len();
-        let sigma = if c.fusion_weights {
-            rowad::softmax_rows(tape, v("theta")?)?
-        } else {
-            tape.constant(&Tensor::from_f32(&inputs.device(), vec![1.0 / nv as f32; nv], &[1, nv])?)
-        };
+        let sigma =
+            if c.fusion_weights { rowad::softmax_rows(tape, v("theta")?)? } else { tape.constant(&Tensor::from_f32(&inputs.device(), vec![1.0 / nv as f32; nv], &[1, nv])?) };
         let (mut blocks, mut names, mut extra) = (Vec::new(), Vec::new(), Vec::new());
         // The Kendall log-variances, for the loss.
         for name in ["kendall.icl", "kendall.ial"] {
@@ -397,11 +394,8 @@ impl AlignModel for MultiView {
             return Err(Error::invalid(op, "row dropout is not implemented for this model"));
         }
         match &self.objective {
-            Objective::Mclea(c) => {
-                self.mclea_loss(c, tape, out, pairs, n, (out.extra("kendall.icl"), out.extra("kendall.ial")))
-            }
+            Objective::Mclea(c) => self.mclea_loss(c, tape, out, pairs, n, (out.extra("kendall.icl"), out.extra("kendall.ial"))),
             Objective::Eva(c) => self.eva_loss(c, tape, out, pairs, batch, n),
         }
     }
-
 }

@@ -33,14 +33,14 @@ use crate::error::Result;
 use crate::tensor::{Device, Tensor};
 
 pub use inputs::{Inputs, Modality, ModalityChoice};
-pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 pub use labelprop::{LabelProp, LabelPropConfig};
-pub use mimea::{Mimea, MimeaConfig};
-pub use ricea::{Ricea, RiceaConfig};
+pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 pub use mclea::{EvaConfig, McleaConfig, MultiView, ViewsConfig};
+pub use mimea::{Mimea, MimeaConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::checkpoint_bytes;
 pub use params::{CheckpointData, Params, CHECKPOINT_FORMAT};
+pub use ricea::{Ricea, RiceaConfig};
 
 /// A forward pass's outputs.
 pub struct Output {
@@ -228,8 +228,22 @@ impl ModelConfig {
     pub fn unused_train_keys(&self) -> &'static [&'static str] {
         const NO_NEGATIVES_OR_DROPOUT: &[&str] = &["negatives", "dropout"];
         const NO_NEGATIVES: &[&str] = &["negatives"];
-        const NOTHING_TO_LEARN: &[&str] =
-            &["lr", "weight_decay", "batch", "steps", "negatives", "dropout", "lr_schedule", "iterative", "il_start", "il_step", "il_lr_factor", "il_refresh", "il_csls", "select_last"];
+        const NOTHING_TO_LEARN: &[&str] = &[
+            "lr",
+            "weight_decay",
+            "batch",
+            "steps",
+            "negatives",
+            "dropout",
+            "lr_schedule",
+            "iterative",
+            "il_start",
+            "il_step",
+            "il_lr_factor",
+            "il_refresh",
+            "il_csls",
+            "select_last",
+        ];
         // Extra negatives go with InfoNCE and NHS ([`AlignModel::supports_negatives`]); row dropout with
         // the models whose loss takes it ([`AlignModel::supports_dropout`]).
         let negatives = |loss: Loss| matches!(loss, Loss::InfoNce | Loss::Nhs);

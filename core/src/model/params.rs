@@ -59,9 +59,7 @@ impl Params {
     }
     /// The tensor called `name` (an error naming it if absent).
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.index_of(name)
-            .map(|i| &self.tensors[i])
-            .ok_or_else(|| Error::invalid("Params::get", format!("no parameter named `{name}`")))
+        self.index_of(name).map(|i| &self.tensors[i]).ok_or_else(|| Error::invalid("Params::get", format!("no parameter named `{name}`")))
     }
     /// Total number of scalars.
     pub fn numel(&self) -> usize {
@@ -112,8 +110,7 @@ pub fn to_safetensors(tensors: &[HostTensor], metadata: &HashMap<String, String>
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let v = TensorView::new(Dtype::F32, shape.clone(), b)
-            .map_err(|e| Error::Format { path: "checkpoint".into(), detail: format!("tensor `{name}`: {e}") })?;
+        let v = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| Error::Format { path: "checkpoint".into(), detail: format!("tensor `{name}`: {e}") })?;
         views.push((name.clone(), v));
     }
     safetensors::tensor::serialize(views, Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
@@ -163,10 +160,7 @@ impl CheckpointData {
 
     /// The metadata entry `key` (an error naming the file if missing).
     pub fn meta(&self, path: &str, key: &str) -> Result<&str> {
-        self.metadata
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| Error::Format { path: path.into(), detail: format!("checkpoint metadata lacks `{key}`") })
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| Error::Format { path: path.into(), detail: format!("checkpoint metadata lacks `{key}`") })
     }
 
     /// The tensors as [`Params`] on `device`.

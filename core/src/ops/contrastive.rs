@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid, Arg, BROWSER_BINDING_LIMIT};
 use crate::ops::elementwise::add;
 use crate::ops::fusion::Assembler;
-use crate::ops::rows::slice_rows;
 use crate::ops::matmul::matmul_ex;
 use crate::ops::reduce::sum_all;
+use crate::ops::rows::slice_rows;
 use crate::shader;
 use crate::tensor::{common_device, DType, Device, Tensor};
 

@@ -21,7 +21,10 @@ pub enum Unary {
     /// `log(1 + e^x)`.
     Softplus,
     /// `scale * x + shift`.
-    Affine { scale: f32, shift: f32 },
+    Affine {
+        scale: f32,
+        shift: f32,
+    },
     /// `e^x` (the argument clamped to ≤ 80, so the result stays finite).
     Exp,
     /// `x` for x > 0, `e^x − 1` otherwise.
@@ -69,8 +72,7 @@ pub fn unary(f: Unary, x: &Tensor) -> Result<Tensor> {
             let out = Tensor::gpu_output(&ctx, x.shape(), DType::F32, OP)?;
             let (code, alpha, beta) = f.code();
             let p = Params { n: x.len() as u32, alpha, beta, _pad: 0 };
-            ctx.dispatch(OP, &SHADER, "unary", &[("OP", code as f64)], &p,
-                &[Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], groups(x.len()))?;
+            ctx.dispatch(OP, &SHADER, "unary", &[("OP", code as f64)], &p, &[Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], groups(x.len()))?;
             Ok(out)
         }
     }
@@ -86,9 +88,15 @@ pub fn unary_backward(f: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Te
             let out = Tensor::gpu_output(&ctx, x.shape(), DType::F32, OP)?;
             let (code, alpha, beta) = f.code();
             let p = Params { n: x.len() as u32, alpha, beta, _pad: 0 };
-            ctx.dispatch(OP, &SHADER, "unary_backward", &[("OP", code as f64)], &p,
+            ctx.dispatch(
+                OP,
+                &SHADER,
+                "unary_backward",
+                &[("OP", code as f64)],
+                &p,
                 &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(y.gpu_buf(OP)?), Arg::Read(g.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                groups(x.len()))?;
+                groups(x.len()),
+            )?;
             Ok(out)
         }
     }
@@ -129,8 +137,15 @@ fn binary(op: &'static str, code: u32, alpha: f32, beta: f32, a: &Tensor, b: &Te
         Device::Gpu(ctx) => {
             let out = Tensor::gpu_output(&ctx, b.shape(), DType::F32, op)?;
             let p = Params { n: b.len() as u32, alpha, beta, _pad: 0 };
-            ctx.dispatch(op, &SHADER, "binary", &[("OP", code as f64)], &p,
-                &[Arg::Read(a.gpu_buf(op)?), Arg::Read(b.gpu_buf(op)?), Arg::Write(out.gpu_buf(op)?)], groups(b.len()))?;
+            ctx.dispatch(
+                op,
+                &SHADER,
+                "binary",
+                &[("OP", code as f64)],
+                &p,
+                &[Arg::Read(a.gpu_buf(op)?), Arg::Read(b.gpu_buf(op)?), Arg::Write(out.gpu_buf(op)?)],
+                groups(b.len()),
+            )?;
             Ok(out)
         }
     }
@@ -169,12 +184,24 @@ pub mod cpu {
         match f {
             Unary::Tanh => x.clamp(-15.0, 15.0).tanh(),
             Unary::Relu => x.max(0.0),
-            Unary::LeakyRelu(s) => if x > 0.0 { x } else { s * x },
+            Unary::LeakyRelu(s) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    s * x
+                }
+            }
             Unary::Sigmoid => sigmoid(x),
             Unary::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             Unary::Affine { scale, shift } => scale * x + shift,
             Unary::Exp => x.min(80.0).exp(),
-            Unary::Elu => if x > 0.0 { x } else { x.min(0.0).exp() - 1.0 },
+            Unary::Elu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x.min(0.0).exp() - 1.0
+                }
+            }
             Unary::Log => x.max(1e-30).ln(),
         }
     }
@@ -182,14 +209,38 @@ pub mod cpu {
     pub fn derivative(f: Unary, x: f32, y: f32) -> f32 {
         match f {
             Unary::Tanh => 1.0 - y * y,
-            Unary::Relu => if x > 0.0 { 1.0 } else { 0.0 },
-            Unary::LeakyRelu(s) => if x > 0.0 { 1.0 } else { s },
+            Unary::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::LeakyRelu(s) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    s
+                }
+            }
             Unary::Sigmoid => y * (1.0 - y),
             Unary::Softplus => sigmoid(x),
             Unary::Affine { scale, .. } => scale,
             Unary::Exp => y,
-            Unary::Elu => if x > 0.0 { 1.0 } else { y + 1.0 },
-            Unary::Log => if x > 1e-30 { 1.0 / x } else { 0.0 },
+            Unary::Elu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + 1.0
+                }
+            }
+            Unary::Log => {
+                if x > 1e-30 {
+                    1.0 / x
+                } else {
+                    0.0
+                }
+            }
         }
     }
 

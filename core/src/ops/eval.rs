@@ -40,16 +40,7 @@ struct Params {
 }
 
 fn params(rows: usize, cols: usize, row_off: usize, k: usize) -> Params {
-    Params {
-        rows: rows as u32,
-        cols: cols as u32,
-        row_off: row_off as u32,
-        k: k as u32,
-        chunk: 1,
-        chunk_off: 0,
-        nchunks: 0,
-        inv_k: if k == 0 { 0.0 } else { 1.0 / k as f32 },
-    }
+    Params { rows: rows as u32, cols: cols as u32, row_off: row_off as u32, k: k as u32, chunk: 1, chunk_off: 0, nchunks: 0, inv_k: if k == 0 { 0.0 } else { 1.0 / k as f32 } }
 }
 
 fn col_groups(op: &'static str, cols: usize, chunks: usize) -> Result<[u32; 3]> {
@@ -169,8 +160,15 @@ fn rows_impl(op: &'static str, s: &TiledMatrix, k: usize, out: Out) -> Result<(T
                     let idx = Tensor::gpu_output(&ctx, &[n, k], DType::U32, op)?;
                     for (b, blk) in s.blocks.iter().enumerate() {
                         let rows = blk.shape()[0];
-                        ctx.dispatch(op, &TOPK, "row_topk", &[], &params(rows, m, offs[b], k),
-                            &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(vals.gpu_buf(op)?), Arg::Write(idx.gpu_buf(op)?)], grid(rows as u64))?;
+                        ctx.dispatch(
+                            op,
+                            &TOPK,
+                            "row_topk",
+                            &[],
+                            &params(rows, m, offs[b], k),
+                            &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(vals.gpu_buf(op)?), Arg::Write(idx.gpu_buf(op)?)],
+                            grid(rows as u64),
+                        )?;
                     }
                     Ok((vals, Some(idx)))
                 }
@@ -178,8 +176,15 @@ fn rows_impl(op: &'static str, s: &TiledMatrix, k: usize, out: Out) -> Result<(T
                     let mean = Tensor::gpu_output(&ctx, &[n], DType::F32, op)?;
                     for (b, blk) in s.blocks.iter().enumerate() {
                         let rows = blk.shape()[0];
-                        ctx.dispatch(op, &TOPK, "row_topk_mean", &[], &params(rows, m, offs[b], k),
-                            &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(mean.gpu_buf(op)?)], grid(rows as u64))?;
+                        ctx.dispatch(
+                            op,
+                            &TOPK,
+                            "row_topk_mean",
+                            &[],
+                            &params(rows, m, offs[b], k),
+                            &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(mean.gpu_buf(op)?)],
+                            grid(rows as u64),
+                        )?;
                     }
                     Ok((mean, None))
                 }
@@ -211,8 +216,15 @@ fn cols_impl(op: &'static str, s: &TiledMatrix, k: usize, out: Out) -> Result<(T
             for (b, blk) in s.blocks.iter().enumerate() {
                 let rows = blk.shape()[0];
                 let p = Params { chunk: plan.chunk as u32, chunk_off: plan.first[b] as u32, nchunks: plan.total as u32, ..params(rows, m, offs[b], k) };
-                ctx.dispatch(op, &TOPK, "col_topk_partial", &[], &p, &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(&pv), Arg::Write(&pi)],
-                    col_groups(op, m, rows.div_ceil(plan.chunk))?)?;
+                ctx.dispatch(
+                    op,
+                    &TOPK,
+                    "col_topk_partial",
+                    &[],
+                    &p,
+                    &[Arg::Read(blk.gpu_buf(op)?), Arg::Write(&pv), Arg::Write(&pi)],
+                    col_groups(op, m, rows.div_ceil(plan.chunk))?,
+                )?;
             }
             let p = Params { nchunks: plan.total as u32, ..params(0, m, 0, k) };
             let groups = col_groups(op, m, 1)?;
@@ -220,8 +232,7 @@ fn cols_impl(op: &'static str, s: &TiledMatrix, k: usize, out: Out) -> Result<(T
                 Out::List => {
                     let vals = Tensor::gpu_output(&ctx, &[m, k], DType::F32, op)?;
                     let idx = Tensor::gpu_output(&ctx, &[m, k], DType::U32, op)?;
-                    ctx.dispatch(op, &TOPK, "col_topk_merge", &[], &p,
-                        &[Arg::Read(&pv), Arg::Read(&pi), Arg::Write(vals.gpu_buf(op)?), Arg::Write(idx.gpu_buf(op)?)], groups)?;
+                    ctx.dispatch(op, &TOPK, "col_topk_merge", &[], &p, &[Arg::Read(&pv), Arg::Read(&pi), Arg::Write(vals.gpu_buf(op)?), Arg::Write(idx.gpu_buf(op)?)], groups)?;
                     Ok((vals, Some(idx)))
                 }
                 Out::Mean => {
@@ -275,13 +286,18 @@ pub fn csls(s: &TiledMatrix, k: usize) -> Result<TiledMatrix> {
     for (b, blk) in s.blocks.iter().enumerate() {
         let rows = blk.shape()[0];
         blocks.push(match blk.device() {
-            Device::Cpu => Tensor::from_f32(&Device::Cpu,
-                cpu::csls_block(blk.cpu_f32(OP)?, m, &rl.cpu_f32(OP)?[offs[b]..offs[b] + rows], rr.cpu_f32(OP)?), blk.shape())?,
+            Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::csls_block(blk.cpu_f32(OP)?, m, &rl.cpu_f32(OP)?[offs[b]..offs[b] + rows], rr.cpu_f32(OP)?), blk.shape())?,
             Device::Gpu(ctx) => {
                 let out = Tensor::gpu_output(&ctx, blk.shape(), DType::F32, OP)?;
-                ctx.dispatch(OP, &TOPK, "csls_apply", &[], &params(rows, m, offs[b], 0),
+                ctx.dispatch(
+                    OP,
+                    &TOPK,
+                    "csls_apply",
+                    &[],
+                    &params(rows, m, offs[b], 0),
                     &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(rl.gpu_buf(OP)?), Arg::Read(rr.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                    grid(((rows * m) as u64).div_ceil(256)))?;
+                    grid(((rows * m) as u64).div_ceil(256)),
+                )?;
                 out
             }
         });
@@ -303,12 +319,7 @@ pub fn argmax_cols(s: &TiledMatrix) -> Result<Tensor> {
 /// Mutual nearest neighbours (spec §3 step 1): the pairs `(i, pl[i])` with `pr[pl[i]] == i`, in increasing
 /// `i`, given `pl = argmax_rows` and `pr = argmax_cols` read back to the host.
 pub fn mutual_nn(row_argmax: &[u32], col_argmax: &[u32]) -> Vec<(u32, u32)> {
-    row_argmax
-        .iter()
-        .enumerate()
-        .filter(|&(i, &j)| col_argmax.get(j as usize) == Some(&(i as u32)))
-        .map(|(i, &j)| (i as u32, j))
-        .collect()
+    row_argmax.iter().enumerate().filter(|&(i, &j)| col_argmax.get(j as usize) == Some(&(i as u32))).map(|(i, &j)| (i as u32, j)).collect()
 }
 
 /// Ranks of the gold pairs (spec §2 step 5, 7): `l2r[i] = #{j : S_ij > S_ii}`, `r2l[j] = #{i : S_ij > S_jj}`,
@@ -350,17 +361,30 @@ pub fn rank_counts(s: &TiledMatrix) -> Result<Ranks> {
             };
             for (b, blk) in s.blocks.iter().enumerate() {
                 let rows = blk.shape()[0];
-                ctx.dispatch(OP, &RANK, "rank_rows", &[], &rp(rows, offs[b], 0),
-                    &[Arg::Read(blk.gpu_buf(OP)?), Arg::Write(l2r.gpu_buf(OP)?), Arg::Write(&diag)], grid(rows as u64))?;
+                ctx.dispatch(
+                    OP,
+                    &RANK,
+                    "rank_rows",
+                    &[],
+                    &rp(rows, offs[b], 0),
+                    &[Arg::Read(blk.gpu_buf(OP)?), Arg::Write(l2r.gpu_buf(OP)?), Arg::Write(&diag)],
+                    grid(rows as u64),
+                )?;
             }
             let part = ctx.alloc(plan.total * n, "rank partials")?;
             for (b, blk) in s.blocks.iter().enumerate() {
                 let rows = blk.shape()[0];
-                ctx.dispatch(OP, &RANK, "rank_cols_partial", &[], &rp(rows, offs[b], plan.first[b]),
-                    &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(&diag), Arg::Write(&part)], col_groups(OP, n, rows.div_ceil(plan.chunk))?)?;
+                ctx.dispatch(
+                    OP,
+                    &RANK,
+                    "rank_cols_partial",
+                    &[],
+                    &rp(rows, offs[b], plan.first[b]),
+                    &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(&diag), Arg::Write(&part)],
+                    col_groups(OP, n, rows.div_ceil(plan.chunk))?,
+                )?;
             }
-            ctx.dispatch(OP, &RANK, "rank_cols_combine", &[], &rp(0, 0, 0), &[Arg::Read(&part), Arg::Write(r2l.gpu_buf(OP)?)],
-                [n.div_ceil(256) as u32, 1, 1])?;
+            ctx.dispatch(OP, &RANK, "rank_cols_combine", &[], &rp(0, 0, 0), &[Arg::Read(&part), Arg::Write(r2l.gpu_buf(OP)?)], [n.div_ceil(256) as u32, 1, 1])?;
             Ok(Ranks { l2r, r2l })
         }
     }

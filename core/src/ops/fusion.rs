@@ -66,15 +66,7 @@ fn combine_dims(op: &'static str, f: &Tensor, lambda: &Tensor, rank: usize) -> R
 
 fn params(m: usize, n: usize, d: usize, rank: usize) -> Params {
     let nblocks = n.div_ceil(LAMBDA_BLOCK_ROWS);
-    Params {
-        n: n as u32,
-        d: d as u32,
-        rank: rank as u32,
-        modalities: m as u32,
-        block_rows: LAMBDA_BLOCK_ROWS as u32,
-        nblocks: nblocks as u32,
-        _pad: [0; 2],
-    }
+    Params { n: n as u32, d: d as u32, rank: rank as u32, modalities: m as u32, block_rows: LAMBDA_BLOCK_ROWS as u32, nblocks: nblocks as u32, _pad: [0; 2] }
 }
 
 /// `o[i,k] = Σ_r λ_r Π_m F[m,i,r*d+k] + β_k` for `F [M, n, R*d]` (M = 1..4), `λ` with R elements, `β` with
@@ -100,9 +92,15 @@ pub fn lmf_combine(f: &Tensor, lambda: &Tensor, beta: &Tensor, rank: usize) -> R
             if n * d == 0 {
                 return Ok(out);
             }
-            ctx.dispatch(OP, &SHADER, "lmf_forward", &[], &params(m, n, d, rank),
+            ctx.dispatch(
+                OP,
+                &SHADER,
+                "lmf_forward",
+                &[],
+                &params(m, n, d, rank),
                 &[Arg::Read(f.gpu_buf(OP)?), Arg::Read(lambda.gpu_buf(OP)?), Arg::Read(beta.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                grid((n * d).div_ceil(256) as u64))?;
+                grid((n * d).div_ceil(256) as u64),
+            )?;
             Ok(out)
         }
     }
@@ -138,15 +136,20 @@ fn combine_backward_f_lambda(op: &'static str, f: &Tensor, lambda: &Tensor, g_o:
             }
             let p = params(m, n, d, rank);
             let g_f = Tensor::gpu_output(&ctx, f.shape(), DType::F32, op)?;
-            ctx.dispatch(op, &SHADER, "lmf_backward_f", &[], &p,
+            ctx.dispatch(
+                op,
+                &SHADER,
+                "lmf_backward_f",
+                &[],
+                &p,
                 &[Arg::Read(f.gpu_buf(op)?), Arg::Read(lambda.gpu_buf(op)?), Arg::Read(g_o.gpu_buf(op)?), Arg::Write(g_f.gpu_buf(op)?)],
-                grid((n * rank * d).div_ceil(256) as u64))?;
+                grid((n * rank * d).div_ceil(256) as u64),
+            )?;
             let nblocks = p.nblocks as usize;
             let partial = Tensor::gpu_output(&ctx, &[nblocks, rank], DType::F32, op)?;
             let mut groups = grid(nblocks as u64);
             groups[2] = rank as u32;
-            ctx.dispatch(op, &SHADER, "lmf_backward_lambda", &[], &p,
-                &[Arg::Read(f.gpu_buf(op)?), Arg::Read(g_o.gpu_buf(op)?), Arg::Write(partial.gpu_buf(op)?)], groups)?;
+            ctx.dispatch(op, &SHADER, "lmf_backward_lambda", &[], &p, &[Arg::Read(f.gpu_buf(op)?), Arg::Read(g_o.gpu_buf(op)?), Arg::Write(partial.gpu_buf(op)?)], groups)?;
             Ok((g_f, sum_rows(&partial)?))
         }
     }
@@ -392,8 +395,7 @@ impl Assembler {
     pub(crate) fn put(&mut self, op: &'static str, src: &Tensor, src_off: usize, dst_off: usize, len: usize) -> Result<()> {
         src.expect_dtype(op, DType::F32)?;
         if src_off + len > src.len() || dst_off + len > self.len {
-            return Err(Error::invalid(op, format!(
-                "internal: copy of {len} elements from {src_off} (of {}) to {dst_off} (of {}) is out of range", src.len(), self.len)));
+            return Err(Error::invalid(op, format!("internal: copy of {len} elements from {src_off} (of {}) to {dst_off} (of {}) is out of range", src.len(), self.len)));
         }
         match &mut self.store {
             Store::Cpu(v) => v[dst_off..dst_off + len].copy_from_slice(&src.cpu_f32(op)?[src_off..src_off + len]),

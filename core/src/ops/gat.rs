@@ -209,7 +209,11 @@ fn check_inputs(op: &'static str, graph: &GatGraph, x: &Tensor, p: &Tensor, q: &
     }
     let (n, d) = x.dims2(op)?;
     if n != graph.n || p.len() != n || q.len() != n {
-        return Err(Error::shape(op, format!("expected x [{}, d], p and q with {} values for a graph of {} entities", graph.n, graph.n, graph.n), &[x.shape(), p.shape(), q.shape()]));
+        return Err(Error::shape(
+            op,
+            format!("expected x [{}, d], p and q with {} values for a graph of {} entities", graph.n, graph.n, graph.n),
+            &[x.shape(), p.shape(), q.shape()],
+        ));
     }
     if !logit.slope.is_finite() || !logit.sign.is_finite() {
         return Err(Error::invalid(op, format!("non-finite logit settings {logit:?}")));

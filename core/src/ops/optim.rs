@@ -145,9 +145,10 @@ impl AdamW {
         if self.state.is_empty() {
             self.state = params.iter().map(|_| None).collect();
         } else if self.state.len() != params.len() {
-            return Err(Error::invalid(OP, format!(
-                "the optimiser holds state for {} parameters but got {}; pass the same parameters every step or call reset_state",
-                self.state.len(), params.len())));
+            return Err(Error::invalid(
+                OP,
+                format!("the optimiser holds state for {} parameters but got {}; pass the same parameters every step or call reset_state", self.state.len(), params.len()),
+            ));
         }
         for (i, (p, g)) in params.iter().zip(grads).enumerate() {
             p.expect_dtype(OP, DType::F32)?;
@@ -160,8 +161,7 @@ impl AdamW {
             }
             if let Some(st) = &self.state[i] {
                 if st.m.shape() != p.shape() || !st.m.device().same(&p.device()) {
-                    return Err(Error::invalid(OP, format!(
-                        "parameter {i} changed shape or device since the last step ({:?} -> {:?}); call reset_state", st.m, p)));
+                    return Err(Error::invalid(OP, format!("parameter {i} changed shape or device since the last step ({:?} -> {:?}); call reset_state", st.m, p)));
                 }
             }
         }
@@ -169,7 +169,11 @@ impl AdamW {
             Some(c) if c.is_nan() || c <= 0.0 => return Err(Error::invalid(OP, format!("clip_grad_norm must be positive, got {c}"))),
             Some(c) => {
                 let present: Vec<&Tensor> = grads.iter().flatten().copied().collect();
-                if present.is_empty() { None } else { Some((c as f32, global_grad_sq_norm(&present)?)) }
+                if present.is_empty() {
+                    None
+                } else {
+                    Some((c as f32, global_grad_sq_norm(&present)?))
+                }
             }
             None => None,
         };
@@ -219,10 +223,15 @@ impl AdamW {
                         Some((_, sq)) => sq.gpu_buf(OP)?,
                         None => g.gpu_buf(OP)?,
                     };
-                    ctx.dispatch(OP, &SHADER, "adamw", &[("CLIP", clip.is_some() as u32 as f64)], &p,
-                        &[Arg::Write(params[i].gpu_buf(OP)?), Arg::Read(g.gpu_buf(OP)?), Arg::Write(st.m.gpu_buf(OP)?),
-                          Arg::Write(st.v.gpu_buf(OP)?), Arg::Read(sq)],
-                        grid((n as u64).div_ceil(256)))?;
+                    ctx.dispatch(
+                        OP,
+                        &SHADER,
+                        "adamw",
+                        &[("CLIP", clip.is_some() as u32 as f64)],
+                        &p,
+                        &[Arg::Write(params[i].gpu_buf(OP)?), Arg::Read(g.gpu_buf(OP)?), Arg::Write(st.m.gpu_buf(OP)?), Arg::Write(st.v.gpu_buf(OP)?), Arg::Read(sq)],
+                        grid((n as u64).div_ceil(256)),
+                    )?;
                 }
             }
         }

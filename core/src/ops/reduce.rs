@@ -39,8 +39,7 @@ pub fn sum_rows(x: &Tensor) -> Result<Tensor> {
                 }
                 let out = Tensor::gpu_output(&ctx, &[chunks, cols], DType::F32, OP)?;
                 let p = Params { rows: r as u32, cols: cols as u32, chunk: CHUNK as u32, _pad: 0 };
-                ctx.dispatch(OP, &SHADER, "sum_rows_partial", &[], &p,
-                    &[Arg::Read(cur.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], [cols.div_ceil(64) as u32, chunks as u32, 1])?;
+                ctx.dispatch(OP, &SHADER, "sum_rows_partial", &[], &p, &[Arg::Read(cur.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], [cols.div_ceil(64) as u32, chunks as u32, 1])?;
                 cur = out;
                 r = chunks;
                 if r == 1 {

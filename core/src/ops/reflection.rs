@@ -220,15 +220,7 @@ impl RelGraph {
         let mut weights = mix_val;
         weights.extend_from_slice(&rel_val);
         let (ilen, wlen) = (index.len(), weights.len());
-        Ok(RelGraph {
-            index: Tensor::from_u32(device, index, &[ilen])?,
-            weights: Tensor::from_f32(device, weights, &[wlen])?,
-            layout,
-            n,
-            num_rel,
-            num_edges: t_count,
-            nnz,
-        })
+        Ok(RelGraph { index: Tensor::from_u32(device, index, &[ilen])?, weights: Tensor::from_f32(device, weights, &[wlen])?, layout, n, num_rel, num_edges: t_count, nnz })
     }
 
     /// Number of entities.
@@ -257,14 +249,7 @@ impl RelGraph {
     }
 
     fn cpu_view(&self, op: &'static str) -> Result<cpu::GraphView<'_>> {
-        Ok(cpu::GraphView {
-            layout: self.layout,
-            index: self.index.cpu_u32(op)?,
-            weights: self.weights.cpu_f32(op)?,
-            n: self.n,
-            t: self.num_edges,
-            r: self.num_rel,
-        })
+        Ok(cpu::GraphView { layout: self.layout, index: self.index.cpu_u32(op)?, weights: self.weights.cpu_f32(op)?, n: self.n, t: self.num_edges, r: self.num_rel })
     }
 
     fn params(&self, d: usize) -> Params {
@@ -395,15 +380,7 @@ pub fn reflection_attention(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tens
 /// Gradients `(g_x [n, d], g_rel [R, d], g_a [d])` of [`reflection_attention`] given `g_y = dL/dy`
 /// (formulas in the module docs). `x`, `rel`, `a`, `act` must be those of the forward that produced `saved`.
 #[allow(clippy::too_many_arguments)]
-pub fn reflection_attention_backward(
-    graph: &RelGraph,
-    x: &Tensor,
-    rel: &Tensor,
-    a: &Tensor,
-    act: Act,
-    saved: &ReflectionSaved,
-    g_y: &Tensor,
-) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn reflection_attention_backward(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tensor, act: Act, saved: &ReflectionSaved, g_y: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "reflection_attention_backward";
     let d = check_inputs(OP, graph, x, rel, a)?;
     let (n, t, r) = (graph.n, graph.num_edges, graph.num_rel);
@@ -421,14 +398,9 @@ pub fn reflection_attention_backward(
     match dev {
         Device::Cpu => {
             let view = graph.cpu_view(OP)?;
-            let (g_x, g_rel, part) =
-                fast::backward(&view, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, saved.edge.cpu_f32(OP)?, g_o.cpu_f32(OP)?);
+            let (g_x, g_rel, part) = fast::backward(&view, x.cpu_f32(OP)?, rel.cpu_f32(OP)?, a.cpu_f32(OP)?, d, saved.edge.cpu_f32(OP)?, g_o.cpu_f32(OP)?);
             let g_a = crate::ops::reduce::cpu::sum_rows(&part, n, d);
-            Ok((
-                Tensor::from_f32(&Device::Cpu, g_x, &[n, d])?,
-                Tensor::from_f32(&Device::Cpu, g_rel, &[r, d])?,
-                Tensor::from_f32(&Device::Cpu, g_a, &[d])?,
-            ))
+            Ok((Tensor::from_f32(&Device::Cpu, g_x, &[n, d])?, Tensor::from_f32(&Device::Cpu, g_rel, &[r, d])?, Tensor::from_f32(&Device::Cpu, g_a, &[d])?))
         }
         Device::Gpu(ctx) => {
             // Per-edge scalars, [7, T]: α, ‖u‖, x_t·ρ, s (copied from the forward), g_o·ρ, g_α, g_s (pass A).
@@ -471,15 +443,7 @@ pub mod ad {
 
     /// [`reflection_attention`], also returning the attention weights `α_e` `[T]` (graph edge order) when
     /// `want_alpha` (for explanations; a copy of `T` floats).
-    pub fn reflection_attention_alpha(
-        tape: &Tape,
-        graph: &RelGraph,
-        x: &Var,
-        rel: &Var,
-        a: &Var,
-        act: Act,
-        want_alpha: bool,
-    ) -> Result<(Var, Option<Tensor>)> {
+    pub fn reflection_attention_alpha(tape: &Tape, graph: &RelGraph, x: &Var, rel: &Var, a: &Var, act: Act, want_alpha: bool) -> Result<(Var, Option<Tensor>)> {
         let (y, saved) = super::reflection_attention(graph, &x.value, &rel.value, &a.value, act)?;
         let alpha = if want_alpha { Some(saved.alpha()?) } else { None };
         let (g, xv, rv, av) = (graph.clone(), x.value.clone(), rel.value.clone(), a.value.clone());

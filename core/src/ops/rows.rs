@@ -104,20 +104,22 @@ pub fn l2_normalize_backward(x: &Tensor, y: &Tensor, g_y: &Tensor) -> Result<Ten
     same_shape(OP, &[x, y, g_y])?;
     let (n, d) = x.dims2(OP)?;
     match common_device(OP, &[x, y, g_y])? {
-        Device::Cpu => Tensor::from_f32(
-            &Device::Cpu,
-            cpu::l2_normalize_backward(x.cpu_f32(OP)?, y.cpu_f32(OP)?, g_y.cpu_f32(OP)?, n, d),
-            x.shape(),
-        ),
+        Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::l2_normalize_backward(x.cpu_f32(OP)?, y.cpu_f32(OP)?, g_y.cpu_f32(OP)?, n, d), x.shape()),
         Device::Gpu(ctx) => {
             let out = Tensor::gpu_output(&ctx, x.shape(), DType::F32, OP)?;
             if out.is_empty() {
                 return Ok(out);
             }
             let p = RowParams { n: n as u32, d: d as u32, eps: L2_EPS, _pad: 0 };
-            ctx.dispatch(OP, &L2, "l2_normalize_backward", &[], &p,
+            ctx.dispatch(
+                OP,
+                &L2,
+                "l2_normalize_backward",
+                &[],
+                &p,
                 &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(y.gpu_buf(OP)?), Arg::Read(g_y.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                row_groups(n))?;
+                row_groups(n),
+            )?;
             Ok(out)
         }
     }
@@ -140,8 +142,7 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
                 return Ok(out);
             }
             let p = RowParams { n: n as u32, d: m as u32, eps: 0.0, _pad: 0 };
-            ctx.dispatch(OP, &SOFTMAX, "softmax_rows", &[], &p, &[Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                grid((n as u64).div_ceil(64)))?;
+            ctx.dispatch(OP, &SOFTMAX, "softmax_rows", &[], &p, &[Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], grid((n as u64).div_ceil(64)))?;
             Ok(out)
         }
     }
@@ -161,9 +162,15 @@ pub fn softmax_rows_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
                 return Ok(out);
             }
             let p = RowParams { n: n as u32, d: m as u32, eps: 0.0, _pad: 0 };
-            ctx.dispatch(OP, &SOFTMAX, "softmax_rows_backward", &[], &p,
+            ctx.dispatch(
+                OP,
+                &SOFTMAX,
+                "softmax_rows_backward",
+                &[],
+                &p,
                 &[Arg::Read(y.gpu_buf(OP)?), Arg::Read(g.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
-                grid((n as u64).div_ceil(64)))?;
+                grid((n as u64).div_ceil(64)),
+            )?;
             Ok(out)
         }
     }
@@ -200,8 +207,7 @@ pub fn scale_rows(x: &Tensor, s: &Tensor) -> Result<Tensor> {
                 return Ok(out);
             }
             let p = ScaleParams { n: n as u32, d: d as u32, total: (n * d) as u32, _pad: 0 };
-            ctx.dispatch(OP, &ROW_SCALE, "scale_rows", &[], &p,
-                &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(s.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], elem_groups(n * d))?;
+            ctx.dispatch(OP, &ROW_SCALE, "scale_rows", &[], &p, &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(s.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], elem_groups(n * d))?;
             Ok(out)
         }
     }
@@ -234,8 +240,7 @@ pub fn row_dot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 return Ok(out);
             }
             let p = ScaleParams { n: n as u32, d: d as u32, total: (n * d) as u32, _pad: 0 };
-            ctx.dispatch(OP, &ROW_SCALE, "row_dot", &[], &p,
-                &[Arg::Read(a.gpu_buf(OP)?), Arg::Read(b.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], row_groups(n))?;
+            ctx.dispatch(OP, &ROW_SCALE, "row_dot", &[], &p, &[Arg::Read(a.gpu_buf(OP)?), Arg::Read(b.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], row_groups(n))?;
             Ok(out)
         }
     }
@@ -256,16 +261,7 @@ fn gpu_copy_block(ctx: &Arc<GpuContext>, op: &'static str, src: &GpuBuffer, s: B
     if total == 0 {
         return Ok(());
     }
-    let p = CopyParams {
-        total: total as u32,
-        cols: cols as u32,
-        src_ld: s.ld as u32,
-        src_off: s.off as u32,
-        dst_ld: t.ld as u32,
-        dst_off: t.off as u32,
-        value: 0.0,
-        _pad: 0,
-    };
+    let p = CopyParams { total: total as u32, cols: cols as u32, src_ld: s.ld as u32, src_off: s.off as u32, dst_ld: t.ld as u32, dst_off: t.off as u32, value: 0.0, _pad: 0 };
     ctx.dispatch(op, &COPY, "copy_cols", &[], &p, &[Arg::Read(src), Arg::Write(dst)], elem_groups(total))
 }
 

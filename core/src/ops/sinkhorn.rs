@@ -254,11 +254,7 @@ pub(crate) fn chunk_plan(block_rows: &[usize], slot_bytes: u64) -> ChunkPlan {
     let rows: usize = block_rows.iter().sum();
     let nb = block_rows.len();
     let target = ((BROWSER_BINDING_LIMIT / slot_bytes.max(1)) as usize).clamp(1, MAX_SLOTS + nb);
-    let chunk = if target > nb {
-        rows.div_ceil(target - nb).max(MIN_CHUNK)
-    } else {
-        block_rows.iter().copied().max().unwrap_or(1).max(1)
-    };
+    let chunk = if target > nb { rows.div_ceil(target - nb).max(MIN_CHUNK) } else { block_rows.iter().copied().max().unwrap_or(1).max(1) };
     let mut first = Vec::with_capacity(nb);
     let mut total = 0;
     for &r in block_rows {
@@ -325,20 +321,7 @@ impl SinkhornOut {
 }
 
 fn params(rows: usize, cols: usize, row_off: usize) -> Params {
-    Params {
-        rows: rows as u32,
-        cols: cols as u32,
-        row_off: row_off as u32,
-        f_off: 0,
-        g_off: 0,
-        chunk: 1,
-        chunk_off: 0,
-        nchunks: 0,
-        flag: 0,
-        inv_eps: 1.0,
-        scale: 1.0,
-        _pad: 0,
-    }
+    Params { rows: rows as u32, cols: cols as u32, row_off: row_off as u32, f_off: 0, g_off: 0, chunk: 1, chunk_off: 0, nchunks: 0, flag: 0, inv_eps: 1.0, scale: 1.0, _pad: 0 }
 }
 
 fn elem_groups(n: usize) -> [u32; 3] {
@@ -427,16 +410,8 @@ fn sinkhorn_gpu(ctx: &Arc<GpuContext>, s: &TiledMatrix, eps: f32, iters: usize, 
         }
         for (b, blk) in s.blocks.iter().enumerate() {
             let rows = blk.shape()[0];
-            let p = Params {
-                f_off: (k * n) as u32,
-                chunk: plan.chunk as u32,
-                chunk_off: plan.first[b] as u32,
-                nchunks: plan.total as u32,
-                inv_eps,
-                ..params(rows, m, offs[b])
-            };
-            ctx.dispatch(OP, &SHADER, "col_lse_partial", &[], &p, &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Write(&part)],
-                col_groups(OP, m, rows.div_ceil(plan.chunk))?)?;
+            let p = Params { f_off: (k * n) as u32, chunk: plan.chunk as u32, chunk_off: plan.first[b] as u32, nchunks: plan.total as u32, inv_eps, ..params(rows, m, offs[b]) };
+            ctx.dispatch(OP, &SHADER, "col_lse_partial", &[], &p, &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Write(&part)], col_groups(OP, m, rows.div_ceil(plan.chunk))?)?;
         }
         let p = Params { g_off: (k * m) as u32, nchunks: plan.total as u32, ..params(0, m, 0) };
         ctx.dispatch(OP, &SHADER, "col_lse_combine", &[], &p, &[Arg::Read(&part), Arg::Read(lb), Arg::Write(gb)], [m.div_ceil(256) as u32, 1, 1])?;
@@ -446,19 +421,10 @@ fn sinkhorn_gpu(ctx: &Arc<GpuContext>, s: &TiledMatrix, eps: f32, iters: usize, 
         let rows = blk.shape()[0];
         let out = Tensor::gpu_output(ctx, &[rows, m], DType::F32, OP)?;
         let p = Params { f_off: (iters * n) as u32, g_off: (iters * m) as u32, inv_eps, ..params(rows, m, offs[b]) };
-        ctx.dispatch(OP, &SHADER, "log_plan", &[], &p,
-            &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Write(out.gpu_buf(OP)?)], elem_groups(rows * m))?;
+        ctx.dispatch(OP, &SHADER, "log_plan", &[], &p, &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Write(out.gpu_buf(OP)?)], elem_groups(rows * m))?;
         blocks.push(out);
     }
-    Ok(SinkhornOut {
-        log_plan: TiledMatrix { blocks, rows: n, cols: m },
-        f,
-        g,
-        log_a: log_a.clone(),
-        log_b: log_b.clone(),
-        eps,
-        iters,
-    })
+    Ok(SinkhornOut { log_plan: TiledMatrix { blocks, rows: n, cols: m }, f, g, log_a: log_a.clone(), log_b: log_b.clone(), eps, iters })
 }
 
 /// Exact gradient of a loss `L(ℓ)` with respect to the scores: given the forward input `s`, the forward
@@ -474,8 +440,7 @@ pub fn sinkhorn_backward(s: &TiledMatrix, eps: f32, out: &SinkhornOut, g_logplan
         return Err(Error::invalid(OP, format!("eps {eps} differs from the forward's {}", out.eps)));
     }
     if !s.same_tiling(g_logplan) || !s.same_tiling(&out.log_plan) {
-        return Err(Error::shape(OP, "the gradient must be tiled like the scores (same row blocks)",
-            &[&[s.rows, s.cols], &s.block_rows(), &g_logplan.block_rows()]));
+        return Err(Error::shape(OP, "the gradient must be tiled like the scores (same row blocks)", &[&[s.rows, s.cols], &s.block_rows(), &g_logplan.block_rows()]));
     }
     let (n, m, iters) = (s.rows, s.cols, out.iters);
     if out.f.shape() != [iters + 1, n] || out.g.shape() != [iters + 1, m] {
@@ -491,8 +456,15 @@ pub fn sinkhorn_backward(s: &TiledMatrix, eps: f32, out: &SinkhornOut, g_logplan
     match dev {
         Device::Cpu => {
             let gx = cpu::sinkhorn_backward(
-                &s.cpu_blocks(OP)?, m, eps, iters, out.f.cpu_f32(OP)?, out.g.cpu_f32(OP)?,
-                out.log_a.cpu_f32(OP)?, out.log_b.cpu_f32(OP)?, &g_logplan.cpu_blocks(OP)?,
+                &s.cpu_blocks(OP)?,
+                m,
+                eps,
+                iters,
+                out.f.cpu_f32(OP)?,
+                out.g.cpu_f32(OP)?,
+                out.log_a.cpu_f32(OP)?,
+                out.log_b.cpu_f32(OP)?,
+                &g_logplan.cpu_blocks(OP)?,
             );
             let blocks = gx.into_iter().zip(s.block_rows()).map(|(v, r)| Tensor::from_f32(&Device::Cpu, v, &[r, m])).collect::<Result<Vec<_>>>()?;
             Ok(TiledMatrix { blocks, rows: n, cols: m })
@@ -505,21 +477,23 @@ pub fn sinkhorn_backward(s: &TiledMatrix, eps: f32, out: &SinkhornOut, g_logplan
             let offs = s.row_offsets();
             let inv_eps = 1.0 / eps;
             let (fb, gb, la, lb) = (out.f.gpu_buf(OP)?, out.g.gpu_buf(OP)?, out.log_a.gpu_buf(OP)?, out.log_b.gpu_buf(OP)?);
-            let chunked = |b: usize, rows: usize| Params {
-                chunk: plan.chunk as u32,
-                chunk_off: plan.first[b] as u32,
-                nchunks: plan.total as u32,
-                inv_eps,
-                ..params(rows, m, offs[b])
-            };
+            let chunked =
+                |b: usize, rows: usize| Params { chunk: plan.chunk as u32, chunk_off: plan.first[b] as u32, nchunks: plan.total as u32, inv_eps, ..params(rows, m, offs[b]) };
             // g_X starts as a copy of G; g_g = colsum G.
             let mut gx = Vec::with_capacity(s.blocks.len());
             for (b, gblk) in g_logplan.blocks.iter().enumerate() {
                 let rows = gblk.shape()[0];
                 let t = Tensor::gpu_output(&ctx, &[rows, m], DType::F32, OP)?;
                 ctx.copy(gblk.gpu_buf(OP)?, 0, t.gpu_buf(OP)?, 0, rows * m);
-                ctx.dispatch(OP, &SHADER, "col_sum_partial", &[], &chunked(b, rows), &[Arg::Read(gblk.gpu_buf(OP)?), Arg::Write(&part)],
-                    col_groups(OP, m, rows.div_ceil(plan.chunk))?)?;
+                ctx.dispatch(
+                    OP,
+                    &SHADER,
+                    "col_sum_partial",
+                    &[],
+                    &chunked(b, rows),
+                    &[Arg::Read(gblk.gpu_buf(OP)?), Arg::Write(&part)],
+                    col_groups(OP, m, rows.div_ceil(plan.chunk))?,
+                )?;
                 gx.push(t);
             }
             let combine = |scale: f32| -> Result<()> {
@@ -531,23 +505,28 @@ pub fn sinkhorn_backward(s: &TiledMatrix, eps: f32, out: &SinkhornOut, g_logplan
                 for (b, blk) in s.blocks.iter().enumerate() {
                     let rows = blk.shape()[0];
                     let p = Params { f_off: (k * n) as u32, g_off: (k * m) as u32, flag: (k == iters) as u32, inv_eps, ..params(rows, m, offs[b]) };
-                    ctx.dispatch(OP, &SHADER, "bwd_col_step", &[], &p,
-                        &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Read(lb), Arg::Read(&gg),
-                          Arg::Write(gx[b].gpu_buf(OP)?), Arg::Write(&gf)],
-                        grid(rows as u64))?;
+                    ctx.dispatch(
+                        OP,
+                        &SHADER,
+                        "bwd_col_step",
+                        &[],
+                        &p,
+                        &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Read(lb), Arg::Read(&gg), Arg::Write(gx[b].gpu_buf(OP)?), Arg::Write(&gf)],
+                        grid(rows as u64),
+                    )?;
                 }
                 for (b, blk) in s.blocks.iter().enumerate() {
                     let rows = blk.shape()[0];
-                    let p = Params {
-                        f_off: (k * n) as u32,
-                        g_off: ((k - 1) * m) as u32,
-                        scale: if k == 1 { inv_eps } else { 1.0 },
-                        ..chunked(b, rows)
-                    };
-                    ctx.dispatch(OP, &SHADER, "bwd_row_step", &[], &p,
-                        &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Read(la), Arg::Read(&gf),
-                          Arg::Write(gx[b].gpu_buf(OP)?), Arg::Write(&part)],
-                        col_groups(OP, m, rows.div_ceil(plan.chunk))?)?;
+                    let p = Params { f_off: (k * n) as u32, g_off: ((k - 1) * m) as u32, scale: if k == 1 { inv_eps } else { 1.0 }, ..chunked(b, rows) };
+                    ctx.dispatch(
+                        OP,
+                        &SHADER,
+                        "bwd_row_step",
+                        &[],
+                        &p,
+                        &[Arg::Read(blk.gpu_buf(OP)?), Arg::Read(fb), Arg::Read(gb), Arg::Read(la), Arg::Read(&gf), Arg::Write(gx[b].gpu_buf(OP)?), Arg::Write(&part)],
+                        col_groups(OP, m, rows.div_ceil(plan.chunk))?,
+                    )?;
                 }
                 if k > 1 {
                     combine(-1.0)?;
@@ -668,8 +647,8 @@ pub fn sinkhorn_topk_indexed(index: &TopkIndex, scores: &Tensor, eps: f32, iters
     let log_b = -(m as f32).ln();
     match common_device(OP, &[scores, &index.cols, &index.col_ptr, &index.col_entries])? {
         Device::Cpu => {
-            let out = cpu::sinkhorn_topk(index.cols.cpu_u32(OP)?, scores.cpu_f32(OP)?, index.col_ptr.cpu_u32(OP)?,
-                index.col_entries.cpu_u32(OP)?, n, k, m, eps, iters, log_a, log_b);
+            let out =
+                cpu::sinkhorn_topk(index.cols.cpu_u32(OP)?, scores.cpu_f32(OP)?, index.col_ptr.cpu_u32(OP)?, index.col_entries.cpu_u32(OP)?, n, k, m, eps, iters, log_a, log_b);
             Tensor::from_f32(&Device::Cpu, out, &[n, k])
         }
         Device::Gpu(ctx) => {
@@ -679,12 +658,10 @@ pub fn sinkhorn_topk_indexed(index: &TopkIndex, scores: &Tensor, eps: f32, iters
             let (sb, cb, pb, eb) = (scores.gpu_buf(OP)?, index.cols.gpu_buf(OP)?, index.col_ptr.gpu_buf(OP)?, index.col_entries.gpu_buf(OP)?);
             for _ in 0..iters {
                 ctx.dispatch(OP, &SPARSE_SHADER, "sp_row", &[], &p, &[Arg::Read(sb), Arg::Read(cb), Arg::Read(&g), Arg::Write(&f)], grid(n as u64))?;
-                ctx.dispatch(OP, &SPARSE_SHADER, "sp_col", &[], &p,
-                    &[Arg::Read(sb), Arg::Read(pb), Arg::Read(eb), Arg::Read(&f), Arg::Write(&g)], grid(m as u64))?;
+                ctx.dispatch(OP, &SPARSE_SHADER, "sp_col", &[], &p, &[Arg::Read(sb), Arg::Read(pb), Arg::Read(eb), Arg::Read(&f), Arg::Write(&g)], grid(m as u64))?;
             }
             let out = Tensor::gpu_output(&ctx, &[n, k], DType::F32, OP)?;
-            ctx.dispatch(OP, &SPARSE_SHADER, "sp_out", &[], &p,
-                &[Arg::Read(sb), Arg::Read(cb), Arg::Read(&f), Arg::Read(&g), Arg::Write(out.gpu_buf(OP)?)], elem_groups(n * k))?;
+            ctx.dispatch(OP, &SPARSE_SHADER, "sp_out", &[], &p, &[Arg::Read(sb), Arg::Read(cb), Arg::Read(&f), Arg::Read(&g), Arg::Write(out.gpu_buf(OP)?)], elem_groups(n * k))?;
             Ok(out)
         }
     }
@@ -836,9 +813,7 @@ pub mod cpu {
     /// Dense backward (see the module docs): returns `∂L/∂S` blocks given the forward's potentials and
     /// `∂L/∂ℓ` blocks `gl`. `iters >= 1`.
     #[allow(clippy::too_many_arguments)]
-    pub fn sinkhorn_backward(
-        blocks: &[&[f32]], cols: usize, eps: f32, iters: usize, f: &[f32], g: &[f32], log_a: &[f32], log_b: &[f32], gl: &[&[f32]],
-    ) -> Vec<Vec<f32>> {
+    pub fn sinkhorn_backward(blocks: &[&[f32]], cols: usize, eps: f32, iters: usize, f: &[f32], g: &[f32], log_a: &[f32], log_b: &[f32], gl: &[&[f32]]) -> Vec<Vec<f32>> {
         let m = cols;
         let (rows, offs, plan) = plan_for(blocks, m);
         let n: usize = rows.iter().sum();
@@ -861,9 +836,7 @@ pub mod cpu {
             }
             parts
         };
-        let fold = |parts: &[Vec<f32>], scale: f32| -> Vec<f32> {
-            (0..m).map(|j| scale * parts.iter().fold(0.0f32, |s, p| s + p[j])).collect()
-        };
+        let fold = |parts: &[Vec<f32>], scale: f32| -> Vec<f32> { (0..m).map(|j| scale * parts.iter().fold(0.0f32, |s, p| s + p[j])).collect() };
         let mut gg = fold(&colsum(&gx), 1.0);
         for k in (1..=iters).rev() {
             let (fk, gk, gk1) = (&f[k * n..(k + 1) * n], &g[k * m..(k + 1) * m], &g[(k - 1) * m..k * m]);
@@ -931,26 +904,22 @@ pub mod cpu {
 
     /// Sparse forward: returns the log-plan of the kept entries, `[n·k]`.
     #[allow(clippy::too_many_arguments)]
-    pub fn sinkhorn_topk(
-        cols: &[u32], scores: &[f32], col_ptr: &[u32], entries: &[u32], n: usize, k: usize, m: usize, eps: f32, iters: usize,
-        log_a: f32, log_b: f32,
-    ) -> Vec<f32> {
+    pub fn sinkhorn_topk(cols: &[u32], scores: &[f32], col_ptr: &[u32], entries: &[u32], n: usize, k: usize, m: usize, eps: f32, iters: usize, log_a: f32, log_b: f32) -> Vec<f32> {
         let inv_eps = 1.0 / eps;
         let mut f = vec![0.0f32; n];
         let mut g = vec![0.0f32; m];
         for _ in 0..iters {
-            f = crate::cpu::par_map(n, |i| {
-                log_a - lse_lanes(k, SPARSE_LANES, |t| scores[i * k + t] * inv_eps + g[cols[i * k + t] as usize])
-            });
+            f = crate::cpu::par_map(n, |i| log_a - lse_lanes(k, SPARSE_LANES, |t| scores[i * k + t] * inv_eps + g[cols[i * k + t] as usize]));
             g = crate::cpu::par_map(m, |j| {
                 let (a, b) = (col_ptr[j] as usize, col_ptr[j + 1] as usize);
                 if a == b {
                     return 0.0;
                 }
-                log_b - lse_lanes(b - a, SPARSE_LANES, |q| {
-                    let e = entries[a + q] as usize;
-                    scores[e] * inv_eps + f[e / k]
-                })
+                log_b
+                    - lse_lanes(b - a, SPARSE_LANES, |q| {
+                        let e = entries[a + q] as usize;
+                        scores[e] * inv_eps + f[e / k]
+                    })
             });
         }
         (0..n * k).map(|e| scores[e] * inv_eps + f[e / k] + g[cols[e] as usize]).collect()

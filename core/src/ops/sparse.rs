@@ -72,9 +72,7 @@ impl SegmentIndex {
                 }
                 let mut seen = vec![false; len];
                 for (k, &item) in p.iter().enumerate() {
-                    let slot = seen.get_mut(item as usize).ok_or_else(|| {
-                        Error::invalid(OP, format!("perm[{k}] = {item} is out of range for {len} items"))
-                    })?;
+                    let slot = seen.get_mut(item as usize).ok_or_else(|| Error::invalid(OP, format!("perm[{k}] = {item} is out of range for {len} items")))?;
                     if *slot {
                         return Err(Error::invalid(OP, format!("perm repeats item {item} (at position {k})")));
                     }
@@ -254,8 +252,7 @@ pub fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
         Device::Gpu(ctx) => {
             let out = Tensor::gpu_output(&ctx, &[e, d], DType::F32, OP)?;
             let p = Params { rows: e as u32, d: d as u32, n_src: n as u32, _pad: 0 };
-            ctx.dispatch(OP, &GATHER, "gather_rows", &[], &p,
-                &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(idx.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], groups(e * d))?;
+            ctx.dispatch(OP, &GATHER, "gather_rows", &[], &p, &[Arg::Read(x.gpu_buf(OP)?), Arg::Read(idx.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)], groups(e * d))?;
             Ok(out)
         }
     }
@@ -325,18 +322,7 @@ pub fn spmm(a: &Csr, x: &Tensor) -> Result<Tensor> {
             let y = cpu::csr_sum(a.offsets.cpu_u32(OP)?, Some(a.indices.cpu_u32(OP)?), Some(a.values.cpu_f32(OP)?), x.cpu_f32(OP)?, n, d);
             Tensor::from_f32(&Device::Cpu, y, &[a.rows, d])
         }
-        Device::Gpu(ctx) => launch_csr_sum(
-            OP,
-            &ctx,
-            a.rows,
-            d,
-            n,
-            a.offsets.gpu_buf(OP)?,
-            a.indices.gpu_buf(OP)?,
-            true,
-            Some(a.values.gpu_buf(OP)?),
-            x.gpu_buf(OP)?,
-        ),
+        Device::Gpu(ctx) => launch_csr_sum(OP, &ctx, a.rows, d, n, a.offsets.gpu_buf(OP)?, a.indices.gpu_buf(OP)?, true, Some(a.values.gpu_buf(OP)?), x.gpu_buf(OP)?),
     }
 }
 

@@ -22,10 +22,21 @@ pub fn gpu() -> Option<Device> {
                 panic!("MMEA_REQUIRE_GPU=1 but no GPU adapter: {e}");
             }
             eprintln!("SKIPPING GPU checks: no adapter ({e})");
+            note_skip(&format!("{}: GPU checks (no adapter: {e})", env!("CARGO_CRATE_NAME")));
             None
         }
     })
     .clone()
+}
+
+/// Records a skipped GPU test in `target/gpu-skipped.log`, which `.ci/run` counts at the end of the run
+/// (libtest hides the output of passing tests, so a printed line alone would go unseen).
+pub fn note_skip(what: &str) {
+    use std::io::Write;
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/gpu-skipped.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+        let _ = writeln!(f, "{what}");
+    }
 }
 
 /// Run `body` on the CPU and on the GPU (when present) and compare every returned tensor.

@@ -16,9 +16,7 @@ fn unit_rows(seed: u64, b: usize, d: usize) -> Vec<f32> {
 }
 
 fn sim(a: &[f32], b: &[f32], n: usize, d: usize, tau: f64) -> Vec<Vec<f64>> {
-    (0..n)
-        .map(|i| (0..n).map(|j| (0..d).map(|k| a[i * d + k] as f64 * b[j * d + k] as f64).sum::<f64>() / tau).collect())
-        .collect()
+    (0..n).map(|i| (0..n).map(|j| (0..d).map(|k| a[i * d + k] as f64 * b[j * d + k] as f64).sum::<f64>() / tau).collect()).collect()
 }
 
 /// Row-wise softmax and the mean cross-entropy with gold column i: returns (L, softmax − onehot scaled by w/B).
@@ -67,22 +65,22 @@ fn ref_info_nce(p: &[f32], q: &[f32], b: usize, d: usize, tau: f64) -> (f64, Vec
 /// f64 ICL with the literal −10⁹ I masks, and the spec's gradient formula (§7 op 18).
 fn ref_icl(p: &[f32], q: &[f32], b: usize, d: usize, tau: f64, alpha: f64) -> (f64, Vec<f32>, Vec<f32>) {
     let cat = |x: Vec<Vec<f64>>, y: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
-        x.into_iter().zip(y).enumerate().map(|(i, (mut a, mut bb))| {
-            bb[i] -= 1e9 / tau;
-            a.extend(bb);
-            a
-        }).collect()
+        x.into_iter()
+            .zip(y)
+            .enumerate()
+            .map(|(i, (mut a, mut bb))| {
+                bb[i] -= 1e9 / tau;
+                a.extend(bb);
+                a
+            })
+            .collect()
     };
     let (la, ga) = ce(&cat(sim(p, q, b, d, tau), sim(p, p, b, d, tau)), alpha);
     let (lb, gb) = ce(&cat(sim(q, p, b, d, tau), sim(q, q, b, d, tau)), 1.0 - alpha);
-    let split = |g: &[Vec<f64>]| -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
-        (g.iter().map(|r| r[..b].to_vec()).collect(), g.iter().map(|r| r[b..].to_vec()).collect())
-    };
+    let split = |g: &[Vec<f64>]| -> (Vec<Vec<f64>>, Vec<Vec<f64>>) { (g.iter().map(|r| r[..b].to_vec()).collect(), g.iter().map(|r| r[b..].to_vec()).collect()) };
     let (gab, gaa) = split(&ga);
     let (gba, gbb) = split(&gb);
-    let sum = |parts: Vec<Vec<f64>>| -> Vec<f32> {
-        (0..b * d).map(|e| parts.iter().map(|v| v[e]).sum::<f64>() / tau).map(|v| v as f32).collect()
-    };
+    let sum = |parts: Vec<Vec<f64>>| -> Vec<f32> { (0..b * d).map(|e| parts.iter().map(|v| v[e]).sum::<f64>() / tau).map(|v| v as f32).collect() };
     // g_P = (G_ab Q + (G_aa + G_aaᵀ) P + G_baᵀ Q)/τ;  g_Q = (G_abᵀ P + G_ba P + (G_bb + G_bbᵀ) Q)/τ.
     let gp = sum(vec![mm(&gab, q, d), mm(&gaa, p, d), mm(&transpose(&gaa), p, d), mm(&transpose(&gba), q, d)]);
     let gq = sum(vec![mm(&transpose(&gab), p, d), mm(&gba, p, d), mm(&gbb, q, d), mm(&transpose(&gbb), q, d)]);
@@ -263,9 +261,7 @@ fn info_nce_with_negatives_matches_f64_reference_and_backends() {
     // Reference: the cross-entropy over [Q ; N] with gold at column i.
     let mut cols = q.clone();
     cols.extend(&n);
-    let s: Vec<Vec<f64>> = (0..b)
-        .map(|i| (0..b + e).map(|j| (0..d).map(|k| p[i * d + k] as f64 * cols[j * d + k] as f64).sum::<f64>() / tau as f64).collect())
-        .collect();
+    let s: Vec<Vec<f64>> = (0..b).map(|i| (0..b + e).map(|j| (0..d).map(|k| p[i * d + k] as f64 * cols[j * d + k] as f64).sum::<f64>() / tau as f64).collect()).collect();
     let (l, g) = ce(&s, 1.0);
     let gp = f32s(&mm(&g, &cols, d).into_iter().map(|v| v / tau as f64).collect::<Vec<_>>());
     let gc: Vec<f64> = mm(&transpose(&g), &p, d).into_iter().map(|v| v / tau as f64).collect();
@@ -318,7 +314,13 @@ fn ref_nhs(p: &[f32], q: &[f32], n: &[f32], tp: &[f64], tq: &[f64], b: usize, e:
             let lse = mx + (0..c).filter(|&j| j != gold && j != me).map(|j| (s[j] - mx).exp()).sum::<f64>().ln();
             loss += (lse - s[gold]) / b as f64;
             for j in 0..c {
-                let w = if j == gold { -1.0 } else if j == me { 0.0 } else { (s[j] - lse).exp() } / b as f64;
+                let w = if j == gold {
+                    -1.0
+                } else if j == me {
+                    0.0
+                } else {
+                    (s[j] - lse).exp()
+                } / b as f64;
                 for k in 0..d {
                     gx[side][i * d + k] += w * t[i] * cols[j * d + k] as f64;
                     gc[j * d + k] += w * t[i] * x[i * d + k] as f64;
@@ -351,7 +353,14 @@ fn nhs_matches_f64_reference_and_backends() {
     let (b, e, d) = (300, 170, 70);
     let p = unit_rows(50, b, d);
     let q = unit_rows(0, b, d).iter().zip(&p).map(|(n, a)| a + 0.5 * n).collect::<Vec<f32>>();
-    let q = { let mut q = q; for r in q.chunks_mut(d) { let s = r.iter().map(|x| x * x).sum::<f32>().sqrt(); r.iter_mut().for_each(|x| *x /= s); } q };
+    let q = {
+        let mut q = q;
+        for r in q.chunks_mut(d) {
+            let s = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|x| *x /= s);
+        }
+        q
+    };
     let n = unit_rows(52, e, d);
     let mut cols = q.clone();
     cols.extend(&p);

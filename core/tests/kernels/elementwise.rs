@@ -3,17 +3,8 @@ use mmea_core::Device;
 
 use crate::common::*;
 
-const ALL: [Unary; 9] = [
-    Unary::Tanh,
-    Unary::Relu,
-    Unary::LeakyRelu(0.2),
-    Unary::Sigmoid,
-    Unary::Softplus,
-    Unary::Affine { scale: -1.5, shift: 0.25 },
-    Unary::Exp,
-    Unary::Elu,
-    Unary::Log,
-];
+const ALL: [Unary; 9] =
+    [Unary::Tanh, Unary::Relu, Unary::LeakyRelu(0.2), Unary::Sigmoid, Unary::Softplus, Unary::Affine { scale: -1.5, shift: 0.25 }, Unary::Exp, Unary::Elu, Unary::Log];
 
 // 3 workgroups of 256 plus a ragged tail; values include large magnitudes (tanh/softplus overflow paths).
 const N: usize = 3 * 256 + 37;
@@ -73,12 +64,7 @@ fn binary_ops_gpu_match_cpu() {
 
 #[test]
 fn degenerate_shapes() {
-    check_backends("empty and single", 0.0, 0.0, |d| {
-        vec![
-            ops::unary(Unary::Tanh, &t(d, &[], &[0])).unwrap(),
-            ops::unary(Unary::Sigmoid, &t(d, &[0.5], &[1, 1])).unwrap(),
-        ]
-    });
+    check_backends("empty and single", 0.0, 0.0, |d| vec![ops::unary(Unary::Tanh, &t(d, &[], &[0])).unwrap(), ops::unary(Unary::Sigmoid, &t(d, &[0.5], &[1, 1])).unwrap()]);
 }
 
 #[test]

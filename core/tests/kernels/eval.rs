@@ -1,6 +1,6 @@
+use mmea_core::ops;
 use mmea_core::ops::eval::{self as ev, Metrics};
 use mmea_core::ops::sinkhorn::TiledMatrix;
-use mmea_core::ops;
 use mmea_core::{Device, Error};
 use proptest::prelude::*;
 

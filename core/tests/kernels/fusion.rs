@@ -327,9 +327,7 @@ fn tape_lmf_combine_matches_finite_differences() {
     let beta = rand_vec(802, d, -1.0, 1.0);
     let r = rand_vec(803, n * d, -1.0, 1.0);
     let cpu = Device::Cpu;
-    let loss = |f: &[f32], l: &[f32], b: &[f32]| {
-        dot(&vals(&ops::lmf_combine(&t(&cpu, f, &[m, n, rank * d]), &t(&cpu, l, &[rank]), &t(&cpu, b, &[d]), rank).unwrap()), &r)
-    };
+    let loss = |f: &[f32], l: &[f32], b: &[f32]| dot(&vals(&ops::lmf_combine(&t(&cpu, f, &[m, n, rank * d]), &t(&cpu, l, &[rank]), &t(&cpu, b, &[d]), rank).unwrap()), &r);
     let tape = Tape::new();
     let fv = tape.param(&t(&cpu, &f, &[m, n, rank * d]));
     let lv = tape.param(&t(&cpu, &lambda, &[rank]));

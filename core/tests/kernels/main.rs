@@ -5,16 +5,16 @@
 mod common;
 
 mod autodiff;
-mod engine;
-mod evaluate;
 mod contrastive;
 mod elementwise;
+mod engine;
+mod eval;
+mod evaluate;
 mod fusion;
 mod gat;
 mod matmul;
-mod reflection;
-mod sparse;
 mod optim;
+mod reflection;
 mod rows;
-mod eval;
 mod sinkhorn;
+mod sparse;

@@ -82,9 +82,7 @@ fn linear_backward_matches_finite_differences() {
     let b = rand_vec(22, n, -1.0, 1.0);
     let wo = rand_vec(23, m * n, -1.0, 1.0);
     let d = Device::Cpu;
-    let loss = |x: &[f32], w: &[f32], b: &[f32]| {
-        dot(&vals(&ops::linear(&t(&d, x, &[m, k]), &t(&d, w, &[k, n]), Some(&t(&d, b, &[n]))).unwrap()), &wo)
-    };
+    let loss = |x: &[f32], w: &[f32], b: &[f32]| dot(&vals(&ops::linear(&t(&d, x, &[m, k]), &t(&d, w, &[k, n]), Some(&t(&d, b, &[n]))).unwrap()), &wo);
     let (gx, gw, gb) = ops::linear_backward(&t(&d, &x, &[m, k]), &t(&d, &w, &[k, n]), &t(&d, &wo, &[m, n]), true).unwrap();
     assert_close("g_x", &vals(&gx), &finite_diff(&x, 1e-2, |v| loss(v, &w, &b)), 1e-3, 1e-3);
     assert_close("g_w", &vals(&gw), &finite_diff(&w, 1e-2, |v| loss(&x, v, &b)), 1e-3, 1e-3);
@@ -160,7 +158,8 @@ fn tiled_products_equal_the_direct_ones() {
     // Each tiling path with a small element limit and ragged blocks, on both backends, against the naive
     // reference: rows of A (result too large), the shared dimension (Aᵀ B with A too large), rows of B
     // (A Bᵀ with B too large), with a bias where the path passes one.
-    let cases: [(usize, usize, usize, bool, bool, usize); 4] = [(301, 37, 20, false, false, 1000), (300, 45, 20, false, true, 2000), (41, 503, 17, true, false, 4000), (23, 19, 411, false, true, 1500)];
+    let cases: [(usize, usize, usize, bool, bool, usize); 4] =
+        [(301, 37, 20, false, false, 1000), (300, 45, 20, false, true, 2000), (41, 503, 17, true, false, 4000), (23, 19, 411, false, true, 1500)];
     for (m, k, n, ta, tb, limit) in cases {
         let a = rand_vec(m as u64, m * k, -1.0, 1.0);
         let b = rand_vec(n as u64 + 7, k * n, -1.0, 1.0);

@@ -53,9 +53,8 @@ const SHAPES: [&[usize]; 4] = [&[805], &[3, 7], &[1], &[0]];
 
 fn setup(seed: u64, steps: usize, gscale: f32) -> (Vec<Vec<f32>>, Vec<Vec<Vec<f32>>>) {
     let theta: Vec<Vec<f32>> = SHAPES.iter().enumerate().map(|(i, s)| rand_vec(seed + i as u64, s.iter().product(), -1.0, 1.0)).collect();
-    let grads = (0..steps)
-        .map(|k| SHAPES.iter().enumerate().map(|(i, s)| rand_vec(seed + 100 * (k as u64 + 1) + i as u64, s.iter().product(), -gscale, gscale)).collect())
-        .collect();
+    let grads =
+        (0..steps).map(|k| SHAPES.iter().enumerate().map(|(i, s)| rand_vec(seed + 100 * (k as u64 + 1) + i as u64, s.iter().product(), -gscale, gscale)).collect()).collect();
     (theta, grads)
 }
 

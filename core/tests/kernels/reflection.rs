@@ -63,18 +63,7 @@ fn random_graph(seed: u64, n: usize, r: usize, t: usize, hub: usize) -> G {
 /// mixing entries (3 -> 4), entity 4 without out-edges, relation 4 unused, duplicate relation in a mix.
 fn small_graph() -> G {
     let e = |h: u32, t: u32, rs: &[u32]| ((h, t), rs.iter().map(|&r| (r, 1.0 / rs.len() as f32)).collect::<Vec<_>>());
-    let list = [
-        e(0, 2, &[1, 2]),
-        e(0, 1, &[0]),
-        e(0, 0, &[0]),
-        e(1, 3, &[2]),
-        e(1, 0, &[3, 0, 1]),
-        e(2, 2, &[1]),
-        e(3, 4, &[]),
-        e(3, 1, &[0]),
-        e(5, 1, &[3]),
-        e(5, 2, &[2, 3, 2]),
-    ];
+    let list = [e(0, 2, &[1, 2]), e(0, 1, &[0]), e(0, 0, &[0]), e(1, 3, &[2]), e(1, 0, &[3, 0, 1]), e(2, 2, &[1]), e(3, 4, &[]), e(3, 1, &[0]), e(5, 1, &[3]), e(5, 2, &[2, 3, 2])];
     G { n: 6, r: 5, edges: list.iter().map(|v| v.0).collect(), mix: list.iter().map(|v| v.1.clone()).collect() }
 }
 

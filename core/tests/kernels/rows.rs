@@ -406,9 +406,7 @@ fn tape_row_dot() {
 #[test]
 fn tape_concat_cols() {
     // g_part = the part's columns of w.
-    check_tape("concat_cols", &[inp(306, &[3, 2]), inp(307, &[3, 4]), inp(308, &[3, 1])], |tp, v| {
-        rows::ad::concat_cols(tp, &[&v[0], &v[1], &v[2]]).unwrap()
-    });
+    check_tape("concat_cols", &[inp(306, &[3, 2]), inp(307, &[3, 4]), inp(308, &[3, 1])], |tp, v| rows::ad::concat_cols(tp, &[&v[0], &v[1], &v[2]]).unwrap());
 }
 
 #[test]

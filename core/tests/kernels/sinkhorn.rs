@@ -169,9 +169,7 @@ fn backward_matches_finite_differences() {
         let g = host(&sk::sinkhorn_backward(&st, eps, &out, &whole(&Device::Cpu, &w, n, m)).unwrap());
         let twin = finite_diff(&s, 1e-2, |v| dot(&host(&sk::sinkhorn(&whole(&Device::Cpu, v, n, m), eps, iters).unwrap().log_plan), &w));
         assert_close(&format!("L={iters} fd (f32 twin)"), &g, &twin, 1e-3, 1e-2);
-        let exact = finite_diff(&s, 1e-3, |v| {
-            reference(v, n, m, eps as f64, iters, &|_, _| true).iter().zip(&w).map(|(a, &b)| a * b as f64).sum()
-        });
+        let exact = finite_diff(&s, 1e-3, |v| reference(v, n, m, eps as f64, iters, &|_, _| true).iter().zip(&w).map(|(a, &b)| a * b as f64).sum());
         assert_close(&format!("L={iters} fd (f64 reference)"), &g, &exact, 2e-4, 1e-3);
         for i in 0..n {
             let r: f32 = g[i * m..(i + 1) * m].iter().sum();
@@ -377,4 +375,3 @@ proptest! {
         });
     }
 }
-

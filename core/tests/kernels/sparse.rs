@@ -133,10 +133,7 @@ fn gather_and_segment_sum_backward_fd_and_gpu() {
     let gs = rand_vec(11, n * dim, -1.0, 1.0);
     check_backends("gather/segment backward", 1e-5, 1e-5, |d| {
         let seg = SegmentIndex::from_indices(d, &idx, n).unwrap();
-        vec![
-            sparse::gather_rows_backward(&t(d, &gy, &[e, dim]), &seg).unwrap(),
-            sparse::segment_sum_backward(&t(d, &gs, &[n, dim]), &seg).unwrap(),
-        ]
+        vec![sparse::gather_rows_backward(&t(d, &gy, &[e, dim]), &seg).unwrap(), sparse::segment_sum_backward(&t(d, &gs, &[n, dim]), &seg).unwrap()]
     });
 }
 
@@ -183,11 +180,7 @@ fn spmm_neighbour_mean_and_backward() {
     check_backends("spmm", 1e-5, 1e-5, |d| {
         let (a, at) = Csr::with_transpose(d, m, k, &entries).unwrap();
         let (mean, _) = Csr::neighbour_mean(d, 1, &[]).unwrap();
-        vec![
-            sparse::spmm(&a, &t(d, &x, &[k, dim])).unwrap(),
-            sparse::spmm_backward(&at, &t(d, &g, &[m, dim])).unwrap(),
-            sparse::spmm(&mean, &t(d, &[3.0, -1.0], &[1, 2])).unwrap(),
-        ]
+        vec![sparse::spmm(&a, &t(d, &x, &[k, dim])).unwrap(), sparse::spmm_backward(&at, &t(d, &g, &[m, dim])).unwrap(), sparse::spmm(&mean, &t(d, &[3.0, -1.0], &[1, 2])).unwrap()]
     });
     // Validation.
     assert!(matches!(Csr::from_triplets(&d, 2, 2, &[(0, 2, 1.0)]), Err(Error::InvalidArgument { .. })));
