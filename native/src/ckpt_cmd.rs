@@ -23,7 +23,8 @@ use crate::train_cmd::render_report;
 pub struct CkptArgs {
     /// The checkpoint (`checkpoint.safetensors` of a run directory).
     pub checkpoint: PathBuf,
-    /// The dataset directory, if not where the checkpoint says (`demo` for the embedded pair).
+    /// The dataset (a bundled name such as `dbp15k/zh_en`, `demo`, or a folder), if not the one the
+    /// checkpoint names.
     #[arg(long)]
     pub data: Option<String>,
 }
@@ -51,8 +52,9 @@ pub fn load(args: &CkptArgs, backend: Backend) -> Result<Loaded> {
     let ck = CheckpointData::parse(&path, &fsx::read(&args.checkpoint)?)?;
     // The full native run spec (data path, image files); core's `open` checks the rest.
     let mut spec: RunSpec = setup::parse_json(&path, ck.meta(&path, "run_spec")?)?;
-    if let Some(d) = &args.data {
-        spec.data = d.clone();
+    match &args.data {
+        Some(d) => spec.data = d.clone(),
+        None => spec.data = setup::recorded_data(&spec.data)?,
     }
     let ds = setup::load_dataset(&spec.data)?;
     let images = setup::load_images(&ds, &spec)?;

@@ -54,6 +54,7 @@ pub enum DataCommand {
         /// Share of the training pool moved to the dev split (for model selection).
         #[arg(long, default_value_t = 0.1)]
         dev_fraction: f64,
+        /// The seed of the shuffle.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Output file (default: stdout).

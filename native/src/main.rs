@@ -63,6 +63,7 @@ enum Command {
     Eval {
         #[command(flatten)]
         ck: ckpt_cmd::CkptArgs,
+        /// The split to evaluate on (test: never used for selection in the clean protocol).
         #[arg(long, value_enum, default_value = "test")]
         split: ckpt_cmd::Part,
         /// Skip Sinkhorn decoding.
@@ -85,8 +86,10 @@ enum Command {
         /// Targets kept per source entity for `--sinkhorn` (LightEA keeps 500); at least `--top-k`.
         #[arg(long, default_value_t = 500)]
         candidates: usize,
+        /// Entropy of the `--sinkhorn` re-ranking (smaller is sharper).
         #[arg(long, default_value_t = 0.02)]
         sinkhorn_eps: f32,
+        /// Sinkhorn iterations of the `--sinkhorn` re-ranking.
         #[arg(long, default_value_t = 15)]
         sinkhorn_iters: usize,
         /// Output file (default: stdout).

@@ -60,14 +60,37 @@ pub fn resolve_data(data: &str) -> Result<PathBuf> {
     if p.is_dir() {
         return Ok(p.to_path_buf());
     }
-    if let Some((_, dir)) = bundled().into_iter().find(|(n, _)| n == data.trim_end_matches('/')) {
-        return Ok(dir);
+    let sets = bundled();
+    if let Some((_, dir)) = sets.iter().find(|(n, _)| n == data.trim_end_matches('/')) {
+        return Ok(dir.clone());
     }
-    let names: Vec<String> = bundled().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = sets.into_iter().map(|(n, _)| n).collect();
     Err(Error::InvalidArgument {
         op: "--data",
         detail: format!("`{data}` is neither a folder nor a bundled dataset; bundled: {DEMO} (embedded){}{}", if names.is_empty() { "" } else { ", " }, names.join(", ")),
     })
+}
+
+/// The dataset a checkpoint or run folder recorded: as [`resolve_data`], and for a folder recorded by an
+/// older version that is gone here (e.g. `<somewhere>/dbp15k/zh_en`), the bundled set with the same last
+/// path components, with a warning. User input never takes this path.
+pub fn recorded_data(data: &str) -> Result<String> {
+    if data == DEMO {
+        return Ok(data.to_string());
+    }
+    let strict = resolve_data(data);
+    if strict.is_ok() {
+        return Ok(data.to_string());
+    }
+    let parts: Vec<&str> = data.trim_end_matches('/').rsplit('/').take(2).collect();
+    let tail = if parts.len() == 2 { format!("{}/{}", parts[1], parts[0]) } else { String::new() };
+    match bundled().into_iter().find(|(n, _)| *n == tail || (parts.len() == 2 && n == parts[0])) {
+        Some((n, _)) => {
+            log::warn!("the recorded dataset `{data}` is not a folder here; using the bundled `{n}` (the fingerprint check still applies)");
+            Ok(n)
+        }
+        None => strict.map(|_| data.to_string()),
+    }
 }
 
 /// Loads `demo` (the embedded pair), a bundled dataset by name, or a folder.
@@ -194,4 +217,27 @@ pub fn json_pretty<T: Serialize>(v: &T) -> String {
 
 pub fn parse_json<T: for<'de> Deserialize<'de>>(path: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Format { path: path.into(), detail: format!("bad JSON: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_names_resolve_and_recorded_paths_fall_back_only_when_recorded() {
+        assert!(resolve_data("dbp15k/zh_en").is_ok());
+        assert!(resolve_data("fb237_db15k").is_ok());
+        // User input is strict: a missing folder is an error, whatever its last components.
+        assert!(resolve_data("/no/such/place/dbp15k/zh_en").is_err());
+        // A path an older version recorded falls back to the bundled set of the same name.
+        assert_eq!(recorded_data("/no/such/place/dbp15k/zh_en").unwrap(), "dbp15k/zh_en");
+        assert_eq!(recorded_data("/no/such/place/fb237_db15k").unwrap(), "fb237_db15k");
+        assert_eq!(recorded_data("dbp15k/ja_en").unwrap(), "dbp15k/ja_en");
+        assert_eq!(recorded_data(DEMO).unwrap(), DEMO);
+        assert!(recorded_data("/no/such/place/unknown_pair").is_err());
+        let names: Vec<String> = bundled().into_iter().map(|(n, _)| n).collect();
+        for n in ["dbp15k/fr_en", "dbp15k/ja_en", "dbp15k/zh_en", "fb237_db15k"] {
+            assert!(names.contains(&n.to_string()), "{names:?}");
+        }
+    }
 }

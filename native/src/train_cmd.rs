@@ -294,6 +294,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
         Some(d) => {
             let cfg_path = setup::run_config_path(d);
             let mut spec = setup::read_run_spec(&cfg_path)?;
+            spec.data = setup::recorded_data(&spec.data)?;
             if let Some(e) = args.epochs {
                 if e != spec.train.epochs && spec.train.lr_schedule == LrSchedule::Cosine {
                     return Err(Error::InvalidArgument {
