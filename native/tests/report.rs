@@ -20,7 +20,7 @@ fn report_rows_carry_time_memory_and_the_command() {
         assert_eq!(cells.len(), n, "every row has every column: {row}");
         assert!(row.contains(" s |") && row.contains("GB RSS"), "{row}");
         assert!(row.contains("[config](results/zh_en/") && row.contains("/config.toml)"), "{row}");
-        assert!(row.contains("image, attribute: absent, left out") || row.contains("not read by this model"), "{row}");
+        assert!(row.contains("image: absent, left out; attribute: absent, left out") || row.contains("not read by this model"), "{row}");
     }
     // A directory that is not a finished run is refused with its path named.
     let bad = Command::new(env!("CARGO_BIN_EXE_mmea")).current_dir(root).args(["report", "docs"]).output().unwrap();
