@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::evaluate::EvalOptions;
 use crate::model::checkpoint::EvalSettings;
-use crate::model::{ModalityChoice, ModelConfig};
+use crate::model::{MissingPolicy, ModalityChoice, ModelConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -341,7 +341,8 @@ const RECORD_KEYS: &[&str] = &["split_source", "backend", "command"];
 
 impl RunSpec {
     /// The defaults for `model` (a [`ModelConfig::NAMES`] entry) under `protocol` on `data`: the
-    /// protocol's loop settings, 80 epochs on the demo pair, one evaluated pass for a training-free model.
+    /// protocol's loop settings (and for the reference protocol the released code's `zero-input` for a
+    /// modality the data lacks), 80 epochs on the demo pair, one evaluated pass for a training-free model.
     pub fn template(model: &str, protocol: Protocol, data: &str, seed: Option<u64>) -> Result<RunSpec> {
         let mut model = ModelConfig::default_for(model)
             .ok_or_else(|| config_err("the run config", "model_name", format!("unknown model `{model}`; the models are {}", ModelConfig::NAMES.join(", "))))?;
@@ -359,11 +360,17 @@ impl RunSpec {
             train.iterative = false;
             c.seed = train.seed;
         }
+        let mut modalities = ModalityChoice::default();
+        if protocol == Protocol::Reference {
+            // The released code's treatment of a modality the data lacks: zero rows of its width.
+            modalities.missing_images = MissingPolicy::ZeroInput;
+            modalities.missing_attributes = MissingPolicy::ZeroInput;
+        }
         Ok(RunSpec {
             data: data.to_string(),
             images: None,
             image_ids: None,
-            modalities: ModalityChoice::default(),
+            modalities,
             model,
             train,
             split: SplitSpec::default(),

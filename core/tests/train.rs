@@ -989,3 +989,70 @@ fn protocol_presets_follow_the_spec() {
         t.validate().unwrap();
     }
 }
+
+// ---- a modality the dataset lacks: absent, zero-input, learned-constant ----------------------------------
+
+fn policy_trainer(device: &Device, model: &mmea_core::model::ModelConfig, policy: mmea_core::model::MissingPolicy, epochs: usize) -> Trainer {
+    let ds = data::demo().unwrap();
+    let features = data::build_features(&ds, &FeatureOptions::default());
+    let choice = mmea_core::model::ModalityChoice { missing_images: policy, missing_attributes: policy, ..Default::default() };
+    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &choice).unwrap();
+    let mut split = ds.split.clone().unwrap();
+    split.carve_dev(0.1, 7);
+    let (_, mut t) = config();
+    t.epochs = epochs;
+    let m = model.build(&inputs).unwrap();
+    let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
+    Trainer::new(m, inputs, t, split, params).unwrap()
+}
+
+fn test_h1(tr: &Trainer) -> f64 {
+    let p = tr.params.clone();
+    tr.evaluate_on(&p, &tr.split.test, false).unwrap().csls.unwrap().l2r.hits1
+}
+
+#[test]
+fn missing_modality_policies_zero_input_and_learned_constant_compute_the_same_run() {
+    use mmea_core::model::{MissingPolicy, ModelConfig, RiceaConfig};
+    let models = [
+        ModelConfig::LoginMea(LoginMeaConfig { dim: 16, rank: 2, ..Default::default() }),
+        ModelConfig::Mimea(small_mimea()),
+        ModelConfig::Ricea(RiceaConfig { dim: 16, key_dim: 8, ..Default::default() }),
+        mclea_small(),
+        eva_small(),
+    ];
+    for model in &models {
+        let name = model.name();
+        let mut zero = policy_trainer(&Device::Cpu, model, MissingPolicy::ZeroInput, 3);
+        let mut constant = policy_trainer(&Device::Cpu, model, MissingPolicy::LearnedConstant, 3);
+        let mut absent = policy_trainer(&Device::Cpu, model, MissingPolicy::Absent, 3);
+        // The demo pair has no images and no attribute files: both are filled, at the released widths.
+        let widths: Vec<(String, usize, Vec<usize>)> = zero.inputs.modalities.iter().map(|m| (m.modality.name().to_string(), m.width, m.features.shape().to_vec())).collect();
+        assert!(widths.contains(&("image".into(), 2048, vec![2000, 2048])) && widths.contains(&("attribute".into(), 1000, vec![2000, 1000])), "{name}: {widths:?}");
+        for m in constant.inputs.modalities.iter().filter(|m| m.filled.is_some()) {
+            assert_eq!(m.features.shape(), &[2000, 1], "{name}: a learned constant reads a column of ones, not zero rows");
+            assert!(m.is_constant());
+        }
+        assert_eq!(absent.inputs.modalities.len(), 1, "{name}: absent leaves only the relation bag");
+        // A learned constant keeps no weight matrix; zero-input has one per filled modality.
+        let has_w = |t: &Trainer| t.params.names().iter().any(|n| (n == "enc.image.w" || n == "enc.attribute.w" || n == "mlp.image.w1" || n == "mlp.attribute.w1"));
+        assert!(has_w(&zero) && !has_w(&constant), "{name}: {:?}", constant.params.names());
+        let (lz, lc, la) = (epoch_losses(&mut zero), epoch_losses(&mut constant), epoch_losses(&mut absent));
+        for (e, (a, b)) in lz.iter().zip(&lc).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{name}, epoch {e}: zero-input loss {a} vs learned-constant loss {b}");
+        }
+        assert!((lz[0] - la[0]).abs() > 1e-4, "{name}: absent must be a different model: {lz:?} vs {la:?}");
+        let (hz, hc) = (test_h1(&zero), test_h1(&constant));
+        assert!((hz - hc).abs() <= 0.003, "{name}: test H@1 zero-input {hz} vs learned-constant {hc}");
+    }
+}
+
+#[test]
+fn learned_constant_runs_on_both_backends() {
+    use mmea_core::model::{MissingPolicy, ModelConfig};
+    let model = ModelConfig::LoginMea(LoginMeaConfig { dim: 16, rank: 2, ..Default::default() });
+    let cpu = epoch_losses(&mut policy_trainer(&Device::Cpu, &model, MissingPolicy::LearnedConstant, 3));
+    let Some(g) = gpu() else { return };
+    let gpu_l = epoch_losses(&mut policy_trainer(&g, &model, MissingPolicy::LearnedConstant, 3));
+    assert_losses_agree(&cpu, &gpu_l, 1e-3);
+}

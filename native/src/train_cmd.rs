@@ -175,7 +175,16 @@ impl RunDir {
 
 fn setting_line(ds: &Dataset, spec: &RunSpec, trainer: &Trainer) -> String {
     // The modalities the model reads (the structure model reads none of those present).
-    let mods: Vec<String> = trainer.model.modalities().iter().map(|m| spec.modalities.label(m.name())).collect();
+    let filled = trainer.inputs.filled();
+    let mods: Vec<String> = trainer
+        .model
+        .modalities()
+        .iter()
+        .map(|m| match filled.iter().find(|(f, _)| f == m) {
+            Some((_, p)) => format!("{} (absent from the data: {})", m.name(), p.name()),
+            None => spec.modalities.label(m.name()),
+        })
+        .collect();
     format!(
         "{} | {} | modalities: structure{}{} | names {} | {} protocol, {}{}{}{} | split: train {} / dev {}{} / test {} ({})",
         ds.name,
@@ -453,6 +462,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             "final_train_pairs": trainer.train_pairs.len(),
             "dataset": ds.name, "setting": setting,
             "modalities": trainer.model.modalities().iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "filled": trainer.inputs.filled().iter().filter(|(m, _)| trainer.model.modalities().contains(m)).map(|(m, p)| (m.name().to_string(), json!(p.name()))).collect::<serde_json::Map<_, _>>(),
             "split_counts": [trainer.split.train.len(), trainer.split.dev.len(), trainer.split.test.len()],
             "dev_distractors": trainer.dev_distractors().len(),
         })

@@ -171,3 +171,44 @@ fn every_documented_config_resolves() {
     }
     assert!(n >= 9, "one config per model and per headline result: found {n}");
 }
+
+#[test]
+fn the_reference_protocol_feeds_zero_rows_for_a_missing_modality_and_the_clean_one_leaves_it_out() {
+    let get = |args: &[&str]| -> toml::Value {
+        let o = mmea(args);
+        assert!(o.status.success(), "{}", text(&o));
+        toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap()
+    };
+    let r = get(&["train", "--protocol", "reference", "--print-config"]);
+    assert_eq!(r["modalities"]["missing_images"].as_str(), Some("zero-input"));
+    assert_eq!(r["modalities"]["missing_attributes"].as_str(), Some("zero-input"));
+    let c = get(&["train", "--print-config"]);
+    assert_eq!(c["modalities"]["missing_images"].as_str(), Some("absent"));
+    let l = get(&["train", "--set", "modalities.missing_attributes=learned-constant", "--print-config"]);
+    assert_eq!(l["modalities"]["missing_attributes"].as_str(), Some("learned-constant"));
+    let o = mmea(&["train", "--set", "modalities.missing_images=zeros", "--print-config"]);
+    assert!(!o.status.success() && text(&o).contains("`modalities.missing_images`") && text(&o).contains("zero-input"), "{}", text(&o));
+
+    // The setting line, the record and the report name the policy.
+    let dir = scratch("policy");
+    let o = mmea(&[
+        "train",
+        "--epochs",
+        "1",
+        "--set",
+        "model.dim=16",
+        "--set",
+        "model.rank=2",
+        "--set",
+        "modalities.missing_images=zero-input",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("image (absent from the data: zero-input)"), "{}", text(&o));
+    assert_eq!(final_record(&dir)["filled"]["image"], "zero-input");
+    let rep = mmea(&["report", dir.to_str().unwrap()]);
+    assert!(text(&rep).contains("image: absent, zero-input; attribute: absent, left out"), "{}", text(&rep));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -105,6 +105,21 @@ impl CheckReport {
             let img_note = if k[0].with_images.is_none() { "no image feature file given (--images)" } else { "" };
             row(&mut s, "entities with images", opt(k[0].with_images), opt(k[1].with_images), img_note);
             let _ = writeln!(s, "{:<28}{:>12}", "links", thousands(self.links));
+            let mut lacking = Vec::new();
+            if k[0].with_images.is_none() && k[1].with_images.is_none() {
+                lacking.push(("image", "missing_images"));
+            }
+            if k[0].attribute_names.is_none() && k[1].attribute_names.is_none() {
+                lacking.push(("attribute", "missing_attributes"));
+            }
+            for (m, key) in lacking {
+                let _ = writeln!(
+                    s,
+                    "{:<28}{:>12}   a run applies `modalities.{key}`: absent (left out; clean default), zero-input (zero rows of the released width; reference default) or learned-constant",
+                    format!("{m} modality"),
+                    "lacking"
+                );
+            }
             match &self.split {
                 Some((a, b, c, src)) => {
                     let _ = writeln!(s, "{:<28}{:>12}   train {} / dev {} / test {} ({src})", "fixed split", thousands(a + b + c), thousands(*a), thousands(*b), thousands(*c));

@@ -34,12 +34,60 @@ impl Modality {
     }
 }
 
+/// What a model does with a modality that the dataset lacks entirely (no image features given, no
+/// attribute file). Entities that lack a modality the dataset has are filled by
+/// [`crate::data::FillPolicy`] instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingPolicy {
+    /// Left out of fusion (the clean protocol's default).
+    #[default]
+    Absent,
+    /// The encoder reads all-zero rows of the released codes' width ([`released_width`]): what the released
+    /// codes compute on zero-valued image files and empty attribute files. The encoder's output is then its
+    /// bias, a learned constant vector (the reference protocol's default).
+    ZeroInput,
+    /// The same function as `zero-input` without the product over zero rows: one trainable vector per
+    /// modality on every row. Initialised from the same random stream, so a seed gives `zero-input`'s run.
+    LearnedConstant,
+}
+
+impl MissingPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            MissingPolicy::Absent => "absent",
+            MissingPolicy::ZeroInput => "zero-input",
+            MissingPolicy::LearnedConstant => "learned-constant",
+        }
+    }
+}
+
+/// The feature width the released codes use for a modality (EVA/MCLEA/LoginMEA: 2048-d ResNet-152 image
+/// features, a bag of the 1000 most frequent attributes), which `zero-input` feeds as zeros.
+pub fn released_width(m: Modality) -> usize {
+    match m {
+        Modality::Image => 2048,
+        _ => 1000,
+    }
+}
+
 /// One modality's feature matrix on the device.
 #[derive(Clone, Debug)]
 pub struct ModalityInput {
     pub modality: Modality,
-    /// `[N, D_m]`.
+    /// `[N, D_m]`; for a learned constant, a column of ones `[N, 1]` that carries the vector to every row.
     pub features: Tensor,
+    /// The encoder's input width `D_m` (for a learned constant, the width whose zeros it stands for).
+    pub width: usize,
+    /// How the modality was filled when the dataset lacks it (None: real features).
+    pub filled: Option<MissingPolicy>,
+}
+
+impl ModalityInput {
+    /// Whether the encoder is a learned constant (no weight matrix, no product over zero rows).
+    pub fn is_constant(&self) -> bool {
+        self.filled == Some(MissingPolicy::LearnedConstant)
+    }
 }
 
 /// Everything a model's forward pass reads, on one device.
@@ -72,6 +120,13 @@ pub struct ModalityChoice {
     /// Two bag-of-relations columns per relation, as head and as tail (not in the reference codes).
     #[serde(default)]
     pub rel_directed: bool,
+    /// What the model does when the dataset has no image features at all ([`MissingPolicy`]; older run
+    /// specs lack it and mean `absent`).
+    #[serde(default)]
+    pub missing_images: MissingPolicy,
+    /// The same for a dataset without attribute files.
+    #[serde(default)]
+    pub missing_attributes: MissingPolicy,
 }
 
 fn default_rel_columns() -> usize {
@@ -106,7 +161,16 @@ impl ModalityChoice {
 
 impl Default for ModalityChoice {
     fn default() -> Self {
-        ModalityChoice { images: true, relations: true, attributes: true, names: false, rel_columns: default_rel_columns(), rel_directed: false }
+        ModalityChoice {
+            images: true,
+            relations: true,
+            attributes: true,
+            names: false,
+            rel_columns: default_rel_columns(),
+            rel_directed: false,
+            missing_images: MissingPolicy::Absent,
+            missing_attributes: MissingPolicy::Absent,
+        }
     }
 }
 
@@ -118,27 +182,43 @@ impl Inputs {
         let n = ds.entities.len();
         let mut modalities = Vec::new();
         let mut notes = Vec::new();
-        let mut add = |m: Modality, data: &[f32], cols: usize| -> Result<()> {
-            modalities.push(ModalityInput { modality: m, features: Tensor::from_f32(device, data.to_vec(), &[n, cols])? });
+        let add = |modalities: &mut Vec<ModalityInput>, m: Modality, data: &[f32], cols: usize| -> Result<()> {
+            modalities.push(ModalityInput { modality: m, features: Tensor::from_f32(device, data.to_vec(), &[n, cols])?, width: cols, filled: None });
+            Ok(())
+        };
+        // A modality the dataset lacks entirely, under `policy`: left out, zero rows, or a learned constant.
+        let fill = |modalities: &mut Vec<ModalityInput>, notes: &mut Vec<String>, m: Modality, policy: MissingPolicy, why: &str| -> Result<()> {
+            let w = released_width(m);
+            match policy {
+                MissingPolicy::Absent => notes.push(format!("{}: absent ({why}); left out (policy absent)", m.name())),
+                MissingPolicy::ZeroInput => {
+                    notes.push(format!("{}: absent ({why}); policy zero-input: the encoder reads {w} zero columns, as the released codes", m.name()));
+                    modalities.push(ModalityInput { modality: m, features: Tensor::from_f32(device, vec![0.0; n * w], &[n, w])?, width: w, filled: Some(policy) });
+                }
+                MissingPolicy::LearnedConstant => {
+                    notes.push(format!("{}: absent ({why}); policy learned-constant: one trainable vector on every row", m.name()));
+                    modalities.push(ModalityInput { modality: m, features: Tensor::from_f32(device, vec![1.0; n], &[n, 1])?, width: w, filled: Some(policy) });
+                }
+            }
             Ok(())
         };
         match (choice.images, images) {
-            (true, Some(img)) => add(Modality::Image, &img.data, img.dim)?,
-            (true, None) => notes.push("image: absent (no image features given for this dataset)".to_string()),
+            (true, Some(img)) => add(&mut modalities, Modality::Image, &img.data, img.dim)?,
+            (true, None) => fill(&mut modalities, &mut notes, Modality::Image, choice.missing_images, "no image features given for this dataset")?,
             (false, _) => notes.push("image: switched off".to_string()),
         }
         if choice.relations {
-            add(Modality::Relation, &features.relations.data, features.relations.cols)?;
+            add(&mut modalities, Modality::Relation, &features.relations.data, features.relations.cols)?;
         } else {
             notes.push("relation: switched off".to_string());
         }
         match (choice.attributes, &features.attributes) {
-            (true, Some(a)) => add(Modality::Attribute, &a.data, a.cols)?,
-            (true, None) => notes.push("attribute: absent (the dataset has no attribute files)".to_string()),
+            (true, Some(a)) => add(&mut modalities, Modality::Attribute, &a.data, a.cols)?,
+            (true, None) => fill(&mut modalities, &mut notes, Modality::Attribute, choice.missing_attributes, "the dataset has no attribute files")?,
             (false, _) => notes.push("attribute: switched off".to_string()),
         }
         match (choice.names, &features.char_bigrams) {
-            (true, Some(c)) => add(Modality::Name, &c.data, c.cols)?,
+            (true, Some(c)) => add(&mut modalities, Modality::Name, &c.data, c.cols)?,
             (true, None) => notes.push("name: requested but no bigram features were built".to_string()),
             (false, _) => notes.push("name: off (names are left out by default)".to_string()),
         }
@@ -162,4 +242,54 @@ impl Inputs {
     pub fn modality_list(&self) -> Vec<Modality> {
         self.modalities.iter().map(|m| m.modality).collect()
     }
+
+    /// The encoders' input widths, in order.
+    pub fn modality_widths(&self) -> Vec<usize> {
+        self.modalities.iter().map(|m| m.width).collect()
+    }
+
+    /// The modalities filled because the dataset lacks them, with their policy (for setting lines and
+    /// records).
+    pub fn filled(&self) -> Vec<(Modality, MissingPolicy)> {
+        self.modalities.iter().filter_map(|m| m.filled.map(|p| (m.modality, p))).collect()
+    }
+}
+
+/// A modality's linear encoder `h = F W + b` (`w`, `b`: parameter names), or, for a learned constant, the
+/// bias vector on every row (a `[N, 1] × [1, d]` product with the column of ones; there is no `w`).
+pub fn encode_linear(
+    tape: &crate::autodiff::Tape,
+    vars: &std::collections::HashMap<String, crate::autodiff::Var>,
+    input: &ModalityInput,
+    w: &str,
+    b: &str,
+) -> Result<crate::autodiff::Var> {
+    use crate::autodiff::ad;
+    let get = |name: &str| vars.get(name).ok_or_else(|| crate::error::Error::invalid("encode_linear", format!("no parameter `{name}`")));
+    let bias = get(b)?;
+    let f = tape.constant(&input.features);
+    if input.is_constant() {
+        let d = bias.value.shape()[0];
+        let row = ad::reshape(tape, bias, &[1, d])?;
+        return ad::linear(tape, &f, &row, None);
+    }
+    ad::linear(tape, &f, get(w)?, Some(bias))
+}
+
+/// Puts a modality encoder's weight `[width, d]` in `p`, drawn from `init` (a learned constant draws it
+/// too, so that the parameters after it are those of `zero-input`, but keeps none).
+pub(crate) fn put_encoder_weight(
+    init: &mut super::params::Init,
+    device: &Device,
+    p: &mut super::params::Params,
+    input_is_constant: bool,
+    name: String,
+    width: usize,
+    d: usize,
+) -> Result<()> {
+    let w = init.linear_default(width * d, width);
+    if !input_is_constant {
+        p.put(device, name, w, &[width, d])?;
+    }
+    Ok(())
 }

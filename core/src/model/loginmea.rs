@@ -36,7 +36,7 @@ use crate::ops::sparse::ad as sad;
 use crate::ops::{Act, GatLogit, SegmentIndex, Unary};
 use crate::tensor::{Device, Tensor};
 
-use super::inputs::{Inputs, Modality};
+use super::inputs::{encode_linear, put_encoder_weight, Inputs, Modality};
 use super::params::{Init, Params};
 use super::{LossArgs, RowDropout};
 
@@ -131,6 +131,8 @@ pub struct LoginMea {
     pub modalities: Vec<Modality>,
     /// Input width of each modality.
     pub modality_dims: Vec<usize>,
+    /// Per modality: a learned constant ([`crate::model::inputs::MissingPolicy::LearnedConstant`]), with no weight matrix.
+    pub constant: Vec<bool>,
     /// Built as the structure-only baseline ([`LoginMea::structure_only`]).
     structure_only: bool,
 }
@@ -153,8 +155,9 @@ impl LoginMea {
         if modalities.len() > crate::ops::fusion::MAX_MODALITIES {
             return Err(Error::invalid("LoginMea::new", "at most 4 modalities"));
         }
-        let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
-        Ok(LoginMea { config, modalities, modality_dims, structure_only: false })
+        let modality_dims = inputs.modality_widths();
+        let constant = inputs.modalities.iter().map(|m| m.is_constant()).collect();
+        Ok(LoginMea { config, modalities, modality_dims, constant, structure_only: false })
     }
 
     /// The structure-only baseline: learned entity embeddings, neighbour mean, then reflection attention
@@ -164,7 +167,7 @@ impl LoginMea {
         if c.dim == 0 || c.tau.is_nan() || c.tau <= 0.0 {
             return Err(Error::invalid("structure model", "dim must be at least 1 and tau positive"));
         }
-        Ok(LoginMea { config: c, modalities: Vec::new(), modality_dims: Vec::new(), structure_only: true })
+        Ok(LoginMea { config: c, modalities: Vec::new(), modality_dims: Vec::new(), constant: Vec::new(), structure_only: true })
     }
 
     fn joint_graph(&self) -> bool {
@@ -180,8 +183,8 @@ impl LoginMea {
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, c.graph_layer)?;
-        for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
-            p.put(device, format!("enc.{}.w", mname(*m)), init.linear_default(dm * d, dm), &[dm, d])?;
+        for ((m, &dm), &constant) in self.modalities.iter().zip(&self.modality_dims).zip(&self.constant) {
+            put_encoder_weight(&mut init, device, &mut p, constant, format!("enc.{}.w", mname(*m)), dm, d)?;
             p.put(device, format!("enc.{}.b", mname(*m)), init.linear_default(d, dm), &[d])?;
         }
         let mm = self.modalities.len();
@@ -232,8 +235,7 @@ impl LoginMea {
         let mut h = Vec::with_capacity(mm);
         let mut nh = Vec::with_capacity(mm);
         for (mi, m) in self.modalities.iter().enumerate() {
-            let f = tape.constant(&inputs.modalities[mi].features);
-            let hm = ad::linear(tape, &f, v(&format!("enc.{}.w", mname(*m)))?, Some(v(&format!("enc.{}.b", mname(*m)))?))?;
+            let hm = encode_linear(tape, vars, &inputs.modalities[mi], &format!("enc.{}.w", mname(*m)), &format!("enc.{}.b", mname(*m)))?;
             nh.push(rowad::l2_normalize(tape, &hm)?);
             h.push(hm);
         }

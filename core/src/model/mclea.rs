@@ -39,7 +39,7 @@ use crate::ops::sparse::ad as sad;
 use crate::ops::{add, matmul_ex, softmax_rows, unary, GatLogit, Unary};
 use crate::tensor::{Device, Tensor};
 
-use super::inputs::{Inputs, Modality};
+use super::inputs::{encode_linear, put_encoder_weight, Inputs, Modality};
 use super::loginmea::{gat_layer, gather_joint, pair_sides, var};
 use super::params::{Init, Params};
 use super::{AlignModel, LossArgs, Output};
@@ -120,6 +120,8 @@ pub struct MultiView {
     objective: Objective,
     pub modalities: Vec<Modality>,
     pub modality_dims: Vec<usize>,
+    /// Per modality: a learned constant ([`crate::model::inputs::MissingPolicy::LearnedConstant`]), with no weight matrix.
+    pub constant: Vec<bool>,
 }
 
 fn check_views(op: &'static str, v: &ViewsConfig) -> Result<()> {
@@ -153,8 +155,9 @@ impl MultiView {
 
     fn with(objective: Objective, inputs: &Inputs) -> MultiView {
         let modalities = inputs.modality_list();
-        let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
-        MultiView { objective, modalities, modality_dims }
+        let modality_dims = inputs.modality_widths();
+        let constant = inputs.modalities.iter().map(|m| m.is_constant()).collect();
+        MultiView { objective, modalities, modality_dims, constant }
     }
 
     fn views(&self) -> &ViewsConfig {
@@ -190,8 +193,7 @@ impl MultiView {
         }
         let mut views = Vec::with_capacity(self.modalities.len() + 1);
         for (mi, m) in self.modalities.iter().enumerate() {
-            let f = tape.constant(&inputs.modalities[mi].features);
-            let h = ad::linear(tape, &f, v(&format!("enc.{}.w", m.name()))?, Some(v(&format!("enc.{}.b", m.name()))?))?;
+            let h = encode_linear(tape, vars, &inputs.modalities[mi], &format!("enc.{}.w", m.name()), &format!("enc.{}.b", m.name()))?;
             views.push(rowad::l2_normalize(tape, &h)?);
         }
         views.push(rowad::l2_normalize(tape, &x)?);
@@ -358,8 +360,8 @@ impl AlignModel for MultiView {
                 p.put(device, format!("gat.a{l}.{k}"), init.uniform(2 * d, 1.0 / ((2 * d) as f64).sqrt()), &[d, 2])?;
             }
         }
-        for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
-            p.put(device, format!("enc.{}.w", m.name()), init.linear_default(dm * c.modal_dim, dm), &[dm, c.modal_dim])?;
+        for ((m, &dm), &constant) in self.modalities.iter().zip(&self.modality_dims).zip(&self.constant) {
+            put_encoder_weight(&mut init, device, &mut p, constant, format!("enc.{}.w", m.name()), dm, c.modal_dim)?;
             p.put(device, format!("enc.{}.b", m.name()), init.linear_default(c.modal_dim, dm), &[c.modal_dim])?;
         }
         let views = self.modalities.len() + 1;

@@ -42,7 +42,7 @@ use crate::ops::sparse::ad as sad;
 use crate::ops::{add, gather_rows, matmul_ex, scale, slice_cols, sum_all, SegmentIndex, Unary};
 use crate::tensor::{Device, Tensor};
 
-use super::inputs::{Inputs, Modality};
+use super::inputs::{encode_linear, put_encoder_weight, Inputs, Modality};
 use super::loginmea::{gather_joint, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
 use super::{AlignModel, LossArgs, Output};
@@ -80,6 +80,8 @@ pub struct Mimea {
     pub config: MimeaConfig,
     pub modalities: Vec<Modality>,
     pub modality_dims: Vec<usize>,
+    /// Per modality: a learned constant ([`crate::model::inputs::MissingPolicy::LearnedConstant`]), with no weight matrix.
+    pub constant: Vec<bool>,
 }
 
 impl Mimea {
@@ -90,8 +92,9 @@ impl Mimea {
             return Err(Error::invalid("MIMEA-style", "dim, ot_sample must be at least 1; tau and ot_eps positive; ot_weight non-negative"));
         }
         let modalities = inputs.modality_list();
-        let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
-        Ok(Mimea { config, modalities, modality_dims })
+        let modality_dims = inputs.modality_widths();
+        let constant = inputs.modalities.iter().map(|m| m.is_constant()).collect();
+        Ok(Mimea { config, modalities, modality_dims, constant })
     }
 
     fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, explain: bool) -> Result<Output> {
@@ -107,9 +110,8 @@ impl Mimea {
         }
         let mut nh = Vec::with_capacity(mm);
         for (mi, md) in self.modalities.iter().enumerate() {
-            let f = tape.constant(&inputs.modalities[mi].features);
             let k = md.name();
-            let hidden = ad::unary(tape, Unary::Relu, &ad::linear(tape, &f, v(&format!("mlp.{k}.w1"))?, Some(v(&format!("mlp.{k}.b1"))?))?)?;
+            let hidden = ad::unary(tape, Unary::Relu, &encode_linear(tape, vars, &inputs.modalities[mi], &format!("mlp.{k}.w1"), &format!("mlp.{k}.b1"))?)?;
             let h = ad::linear(tape, &hidden, v(&format!("mlp.{k}.w2"))?, Some(v(&format!("mlp.{k}.b2"))?))?;
             nh.push(rowad::l2_normalize(tape, &h)?);
         }
@@ -161,9 +163,9 @@ impl AlignModel for Mimea {
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, GraphLayer::Reflection)?;
-        for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
+        for ((m, &dm), &constant) in self.modalities.iter().zip(&self.modality_dims).zip(&self.constant) {
             let k = m.name();
-            p.put(device, format!("mlp.{k}.w1"), init.linear_default(dm * d, dm), &[dm, d])?;
+            put_encoder_weight(&mut init, device, &mut p, constant, format!("mlp.{k}.w1"), dm, d)?;
             p.put(device, format!("mlp.{k}.b1"), init.linear_default(d, dm), &[d])?;
             p.put(device, format!("mlp.{k}.w2"), init.linear_default(d * d, d), &[d, d])?;
             p.put(device, format!("mlp.{k}.b2"), init.linear_default(d, d), &[d])?;

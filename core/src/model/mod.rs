@@ -32,7 +32,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::tensor::{Device, Tensor};
 
-pub use inputs::{Inputs, Modality, ModalityChoice};
+pub use inputs::{Inputs, MissingPolicy, Modality, ModalityChoice};
 pub use labelprop::{LabelProp, LabelPropConfig};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 pub use mclea::{EvaConfig, McleaConfig, MultiView, ViewsConfig};

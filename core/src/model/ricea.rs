@@ -32,7 +32,7 @@ use crate::ops::rows::ad as rowad;
 use crate::ops::Unary;
 use crate::tensor::Device;
 
-use super::inputs::{Inputs, Modality};
+use super::inputs::{encode_linear, put_encoder_weight, Inputs, Modality};
 use super::loginmea::{chunked_joint_loss, init_structure, structure_forward, var, GraphLayer};
 use super::params::{Init, Params};
 use super::{AlignModel, LossArgs, Output};
@@ -65,6 +65,8 @@ pub struct Ricea {
     pub config: RiceaConfig,
     pub modalities: Vec<Modality>,
     pub modality_dims: Vec<usize>,
+    /// Per modality: a learned constant ([`crate::model::inputs::MissingPolicy::LearnedConstant`]), with no weight matrix.
+    pub constant: Vec<bool>,
 }
 
 impl Ricea {
@@ -73,8 +75,9 @@ impl Ricea {
             return Err(Error::invalid("RICEA-style", "dim and key_dim must be at least 1 and tau positive"));
         }
         let modalities = inputs.modality_list();
-        let modality_dims = inputs.modalities.iter().map(|m| m.features.shape()[1]).collect();
-        Ok(Ricea { config, modalities, modality_dims })
+        let modality_dims = inputs.modality_widths();
+        let constant = inputs.modalities.iter().map(|m| m.is_constant()).collect();
+        Ok(Ricea { config, modalities, modality_dims, constant })
     }
 
     fn forward_impl(&self, tape: &Tape, vars: &HashMap<String, Var>, inputs: &Inputs, explain: bool) -> Result<Output> {
@@ -90,9 +93,8 @@ impl Ricea {
         let n = inputs.n;
         let mut nh = Vec::with_capacity(mm);
         for (mi, md) in self.modalities.iter().enumerate() {
-            let f = tape.constant(&inputs.modalities[mi].features);
             let k = md.name();
-            nh.push(rowad::l2_normalize(tape, &ad::linear(tape, &f, v(&format!("enc.{k}.w"))?, Some(v(&format!("enc.{k}.b"))?))?)?);
+            nh.push(rowad::l2_normalize(tape, &encode_linear(tape, vars, &inputs.modalities[mi], &format!("enc.{k}.w"), &format!("enc.{k}.b"))?)?);
         }
         let col = |x: &Var, j: usize| -> Result<Var> { ad::reshape(tape, &rowad::slice_cols(tape, x, j, 1)?, &[n]) };
         let cat = |xs: &[Var]| -> Result<Var> {
@@ -156,8 +158,8 @@ impl AlignModel for Ricea {
         let mut init = Init { rng: &mut rng };
         let mut p = Params::new();
         init_structure(&mut init, device, &mut p, n, num_rel, d, c.layers, GraphLayer::Reflection)?;
-        for (m, &dm) in self.modalities.iter().zip(&self.modality_dims) {
-            p.put(device, format!("enc.{}.w", m.name()), init.linear_default(dm * d, dm), &[dm, d])?;
+        for ((m, &dm), &constant) in self.modalities.iter().zip(&self.modality_dims).zip(&self.constant) {
+            put_encoder_weight(&mut init, device, &mut p, constant, format!("enc.{}.w", m.name()), dm, d)?;
             p.put(device, format!("enc.{}.b", m.name()), init.linear_default(d, dm), &[d])?;
         }
         if !self.modalities.is_empty() {
