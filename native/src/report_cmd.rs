@@ -86,6 +86,10 @@ fn missing(r: &Row, read: &[&str]) -> String {
     }
     let mut parts = Vec::new();
     for (m, on) in [("image", r.spec.modalities.images), ("attribute", r.spec.modalities.attributes)] {
+        if let Some(p) = r.fin["filled"][m].as_str() {
+            parts.push(format!("{m}: absent, {p}"));
+            continue;
+        }
         if read.contains(&m) {
             continue;
         }
@@ -118,7 +122,8 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
         let f = &r.fin;
         let counts = f["split_counts"].as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("/")).unwrap_or_default();
         let read: Vec<&str> = f["modalities"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
-        let mods: Vec<String> = read.iter().map(|m| r.spec.modalities.label(m)).collect();
+        // The modalities read from the data (a filled one is in the next column, with its policy).
+        let mods: Vec<String> = read.iter().filter(|m| f["filled"][**m].is_null()).map(|m| r.spec.modalities.label(m)).collect();
         let modalities = if mods.is_empty() { "structure".to_string() } else { format!("structure + {}", mods.join(" + ")) };
         // The distractor count actually used (clamped to the unlabelled entities); older records lack it.
         let distractors = f["dev_distractors"].as_u64().map_or(r.spec.train.dev_distractors, |k| k as usize);
@@ -158,7 +163,7 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
             format_args!("{link_prefix}{}", setup::run_config_path(&r.dir).display()),
         );
     }
-    s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities (mmea-spec §2). \
+    s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities, as the reference codes evaluate. \
           \"H@1 plain\" ranks by cosine; \"H@1 Sinkhorn\" by dense log-domain Sinkhorn (ε = 0.02, 10 iterations). \
           s/epoch is the median over the run's epochs on the device named (– when its last session trained no epoch). Run time: the whole training command \
           (its last session, marked \"resumed\", when the run was continued with --resume), evaluations included. \
