@@ -1035,7 +1035,7 @@ fn missing_modality_policies_zero_input_and_learned_constant_compute_the_same_ru
         }
         assert_eq!(absent.inputs.modalities.len(), 1, "{name}: absent leaves only the relation bag");
         // A learned constant keeps no weight matrix; zero-input has one per filled modality.
-        let has_w = |t: &Trainer| t.params.names().iter().any(|n| (n == "enc.image.w" || n == "enc.attribute.w" || n == "mlp.image.w1" || n == "mlp.attribute.w1"));
+        let has_w = |t: &Trainer| t.params.names().iter().any(|n| n == "enc.image.w" || n == "enc.attribute.w" || n == "mlp.image.w1" || n == "mlp.attribute.w1");
         assert!(has_w(&zero) && !has_w(&constant), "{name}: {:?}", constant.params.names());
         let (lz, lc, la) = (epoch_losses(&mut zero), epoch_losses(&mut constant), epoch_losses(&mut absent));
         for (e, (a, b)) in lz.iter().zip(&lc).enumerate() {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mmea_core::data::{self, files::MemFiles, modality::IdSource, npy, LoadOptions, RawFeatures, Split};
+use mmea_core::data::{self, files::MemFiles, modality::IdSource, npy, pickle, LoadOptions, RawFeatures, Split};
 
 fn mclea_base() -> MemFiles {
     let mut m = MemFiles::new("fuzz");
@@ -21,7 +21,8 @@ const MCLEA_FILES: [&str; 9] =
 fuzz_target!(|input: &[u8]| {
     let Some((&sel, bytes)) = input.split_first() else { return };
     let opts = LoadOptions::default();
-    match sel % 16 {
+    // 17 arms: 0..=15 as before the pickle reader, 16 the pickle reader.
+    match sel % 17 {
         s @ 0..=8 => {
             let mut m = mclea_base();
             m.insert(MCLEA_FILES[s as usize], bytes.to_vec());
@@ -69,6 +70,15 @@ fuzz_target!(|input: &[u8]| {
             m.insert("triples_1.gz", bytes.to_vec());
             m.remove("triples_1");
             let _ = data::load(&m, &opts);
+        }
+        16 => {
+            // As given, and after a PROTO header (protocol 2..=5 from the first byte) so that most inputs
+            // reach the opcodes.
+            let _ = pickle::read_feature_dict("f.pkl", bytes);
+            if let Some((&p, rest)) = bytes.split_first() {
+                let b = [&[0x80, 2 + p % 4][..], rest].concat();
+                let _ = pickle::read_feature_dict("f.pkl", &b);
+            }
         }
         _ => {
             let _ = data::files::decode("x", bytes.into());

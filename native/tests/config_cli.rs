@@ -212,3 +212,20 @@ fn the_reference_protocol_feeds_zero_rows_for_a_missing_modality_and_the_clean_o
     assert!(text(&rep).contains("image: absent, zero-input; attribute: absent, left out"), "{}", text(&rep));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pickled_feature_dicts_are_read_and_hostile_ones_refused_with_a_non_zero_exit() {
+    let fx = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/fixtures/pickle");
+    // A real-format dict (ids 0..4, which are demo entities) is a usable image file.
+    let o = mmea(&["data", "check", "demo", "--images", &format!("{fx}/p4.pkl")]);
+    assert!(o.status.success(), "{}", text(&o));
+    for (file, global) in [("hostile_os_system.pkl", "os.system"), ("hostile_eval.pkl", "builtins.eval"), ("hostile_popen.pkl", "subprocess.Popen")] {
+        let o = mmea(&["data", "check", "demo", "--images", &format!("{fx}/{file}")]);
+        assert!(!o.status.success(), "{file}: {}", text(&o));
+        assert!(text(&o).contains(global) && text(&o).contains("offset"), "{file}: {}", text(&o));
+        let dir = scratch("hostile");
+        let o = mmea(&["train", "--images", &format!("{fx}/{file}"), "--epochs", "1", "--quiet", "--out", dir.to_str().unwrap()]);
+        assert!(!o.status.success() && text(&o).contains(global), "{file}: {}", text(&o));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -23,6 +23,7 @@ pub mod mclea;
 pub mod modality;
 pub mod npy;
 pub mod openea;
+pub mod pickle;
 pub mod rng;
 pub mod split;
 pub mod tsv;

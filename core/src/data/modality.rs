@@ -72,10 +72,16 @@ fn fmt_err(path: &str, detail: impl Into<String>) -> Error {
 }
 
 impl RawFeatures {
-    /// Reads `.npy` or safetensors, told apart by the magic bytes.
+    /// Reads `.npy`, a pickled `{id: vector}` dict (EVA/MCLEA/MEAformer, see [`super::pickle`]) or
+    /// safetensors, told apart by the magic bytes. A pickle's ids are its dict's keys.
     pub fn from_bytes(path: &str, bytes: &[u8], ids: IdSource<'_>) -> Result<RawFeatures> {
         if bytes.starts_with(b"\x93NUMPY") {
             Self::from_npy(path, bytes, ids)
+        } else if super::pickle::looks_like_pickle(bytes) {
+            match ids {
+                IdSource::InFile => super::pickle::read_feature_dict(path, bytes),
+                IdSource::List { path: ip, .. } => Err(fmt_err(path, format!("a pickled feature dict's ids are the dict's keys; do not give an id list ({ip}; no --image-ids)"))),
+            }
         } else {
             Self::from_safetensors(path, bytes, None, ids)
         }
