@@ -314,12 +314,12 @@ fn il_mutual_nearest_neighbours_on_csls_match_a_host_reference() {
 
 // ---- MIMEA-style -------------------------------------------------------------------------------------
 
-/// A trainer for `model` on the demo pair with names on (two modalities: relation and name), seed 7.
-fn two_modality_trainer(device: &Device, model: mmea_core::model::ModelConfig, epochs: usize) -> Trainer {
+/// A trainer for `model` on the demo pair with the modalities `choice` (char bigrams built when it wants
+/// names), seed 7, `config()`'s loop for `epochs` epochs.
+fn demo_trainer_with(device: &Device, model: &mmea_core::model::ModelConfig, choice: &mmea_core::model::ModalityChoice, epochs: usize) -> Trainer {
     let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions { char_bigrams: true, ..Default::default() });
-    let choice = mmea_core::model::ModalityChoice { names: true, ..Default::default() };
-    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &choice).unwrap();
+    let features = data::build_features(&ds, &FeatureOptions { char_bigrams: choice.names, ..Default::default() });
+    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, choice).unwrap();
     let mut split = ds.split.clone().unwrap();
     split.carve_dev(0.1, 7);
     let (_, mut t) = config();
@@ -327,6 +327,11 @@ fn two_modality_trainer(device: &Device, model: mmea_core::model::ModelConfig, e
     let m = model.build(&inputs).unwrap();
     let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
     Trainer::new(m, inputs, t, split, params).unwrap()
+}
+
+/// A trainer for `model` on the demo pair with names on (two modalities: relation and name), seed 7.
+fn two_modality_trainer(device: &Device, model: mmea_core::model::ModelConfig, epochs: usize) -> Trainer {
+    demo_trainer_with(device, &model, &mmea_core::model::ModalityChoice { names: true, ..Default::default() }, epochs)
 }
 
 fn mimea_trainer(device: &Device, cfg: mmea_core::model::MimeaConfig, epochs: usize) -> Trainer {
@@ -993,17 +998,7 @@ fn protocol_presets_follow_the_spec() {
 // ---- a modality the dataset lacks: absent, zero-input, learned-constant ----------------------------------
 
 fn policy_trainer(device: &Device, model: &mmea_core::model::ModelConfig, policy: mmea_core::model::MissingPolicy, epochs: usize) -> Trainer {
-    let ds = data::demo().unwrap();
-    let features = data::build_features(&ds, &FeatureOptions::default());
-    let choice = mmea_core::model::ModalityChoice { missing_images: policy, missing_attributes: policy, ..Default::default() };
-    let inputs = mmea_core::model::Inputs::build(device, &ds, &features, None, &choice).unwrap();
-    let mut split = ds.split.clone().unwrap();
-    split.carve_dev(0.1, 7);
-    let (_, mut t) = config();
-    t.epochs = epochs;
-    let m = model.build(&inputs).unwrap();
-    let params = m.init(device, inputs.n, inputs.graph.num_rel(), 7).unwrap();
-    Trainer::new(m, inputs, t, split, params).unwrap()
+    demo_trainer_with(device, model, &mmea_core::model::ModalityChoice { missing_images: policy, missing_attributes: policy, ..Default::default() }, epochs)
 }
 
 fn test_h1(tr: &Trainer) -> f64 {

@@ -122,19 +122,19 @@ pub fn run(cmd: DataCommand) -> mmea_core::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Check { dir, images, image_ids, max_examples } => {
-            let dir = if dir == DEMO { dir } else { setup::resolve_data(&dir)?.display().to_string() };
-            // (the demo pair's source folder is checked for `demo`)
+            // `demo` is checked in the folder it is embedded from.
+            let path = if dir == DEMO { setup::data_root().unwrap_or_default().join("demo_dbp15k_zh_en_1k") } else { setup::resolve_data(&dir)? };
             let mut mods = Vec::new();
             if let Some(img) = images {
                 mods.push(ModalityInput::from_paths("images", &img, image_ids.as_deref())?);
             }
-            let path = if dir == DEMO { setup::data_root().unwrap_or_default().join("demo_dbp15k_zh_en_1k") } else { PathBuf::from(&dir) };
             let report = data::check_dir(&path, &mods);
             out(&report.render(max_examples));
             if report.usable() {
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("error: {dir} is not usable: {}", report.first_error_text());
+                let shown = if dir == DEMO { dir } else { path.display().to_string() };
+                eprintln!("error: {shown} is not usable: {}", report.first_error_text());
                 Ok(ExitCode::FAILURE)
             }
         }

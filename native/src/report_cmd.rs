@@ -102,8 +102,8 @@ fn missing(r: &Row, read: &[&str]) -> String {
     }
 }
 
-/// The table of `dirs`, each row linking its config as `link_prefix` + the folder path.
-pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> {
+/// The table of `dirs`, each row linking its config file at the path `link` gives for it.
+pub fn table(dirs: &[PathBuf], link: &dyn Fn(&Path) -> String, sort: bool) -> Result<String> {
     let mut rows: Vec<Row> = dirs.iter().map(|d| load(d)).collect::<Result<_>>()?;
     if sort {
         rows.sort_by(|a, b| {
@@ -160,7 +160,7 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
             run_time(f),
             peak_memory(f),
             f["device"].as_str().unwrap_or("?"),
-            format_args!("{link_prefix}{}", setup::run_config_path(&r.dir).display()),
+            link(&setup::run_config_path(&r.dir)),
         );
     }
     s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities, as the reference codes evaluate. \
@@ -174,7 +174,7 @@ pub fn table(dirs: &[PathBuf], link_prefix: &str, sort: bool) -> Result<String> 
 
 /// `mmea report DIR...`: the table of these run folders on stdout.
 pub fn print(dirs: &[PathBuf]) -> Result<()> {
-    print!("{}", table(dirs, "", true)?);
+    print!("{}", table(dirs, &|p| p.display().to_string(), true)?);
     Ok(())
 }
 
@@ -213,26 +213,18 @@ fn results_md(m: &Manifest, root: &Path) -> Result<String> {
             s += &format!("{}\n\n", t.about.trim());
         }
         let dirs: Vec<PathBuf> = t.runs.iter().map(|r| root.join("results").join(r)).collect();
-        s += &table_rel(&dirs, root, "../")?;
+        // Links relative to docs/.
+        let link = |p: &Path| format!("../{}", p.strip_prefix(root).unwrap_or(p).display());
+        s += &table(&dirs, &link, false)?;
     }
     Ok(s)
 }
 
-/// A table whose config links are relative to `root`, prefixed with `prefix`.
-fn table_rel(dirs: &[PathBuf], root: &Path, prefix: &str) -> Result<String> {
-    let rel: Vec<PathBuf> = dirs.iter().map(|d| d.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| d.clone())).collect();
-    let here = std::env::current_dir().map_err(|e| Error::Io { path: ".".into(), source: e })?;
-    std::env::set_current_dir(root).map_err(|e| Error::Io { path: root.display().to_string(), source: e })?;
-    let t = table(&rel, prefix, false);
-    std::env::set_current_dir(&here).map_err(|e| Error::Io { path: here.display().to_string(), source: e })?;
-    t
-}
-
 /// The README's headline table: a few columns, the setting stated above it.
-fn headline(m: &Manifest, root: &Path) -> Result<String> {
-    let mut s = format!("{}\n\n", m.headline_setting.trim());
+fn headline(manifest: &Manifest, root: &Path) -> Result<String> {
+    let mut s = format!("{}\n\n", manifest.headline_setting.trim());
     s += "| dataset | model | iterative | selection | test H@1 (CSLS) | MRR | H@1 (Sinkhorn) | config |\n|---|---|---|---|---|---|---|---|\n";
-    for r in &m.headline {
+    for r in &manifest.headline {
         let dir = root.join("results").join(r);
         let row = load(&dir)?;
         let f = &row.fin;
@@ -243,18 +235,14 @@ fn headline(m: &Manifest, root: &Path) -> Result<String> {
             label(&row.dataset),
             row.spec.model.name(),
             if row.spec.train.iterative { "yes" } else { "no" },
-            m_(f, &["test", "csls", "l2r", "hits1"]),
-            m_(f, &["test", "csls", "l2r", "mrr"]),
-            m_(f, &["test", "sinkhorn", "l2r", "hits1"]),
+            m(f, &["test", "csls", "l2r", "hits1"]),
+            m(f, &["test", "csls", "l2r", "mrr"]),
+            m(f, &["test", "sinkhorn", "l2r", "hits1"]),
             setup::run_config_path(&dir).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         );
     }
     s += "\nAll tables, with every column of the setting: [docs/results.md](docs/results.md).\n";
     Ok(s)
-}
-
-fn m_(v: &Value, path: &[&str]) -> String {
-    m(v, path)
 }
 
 fn replace_between(path: &Path, text: &str, body: &str) -> Result<String> {

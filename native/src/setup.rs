@@ -125,17 +125,10 @@ pub fn run_config_path(dir: &Path) -> PathBuf {
     }
 }
 
-/// Reads a run folder's config as it was resolved (records included), checking it as a config.
+/// Reads a run folder's config as it was resolved, checking it as a config (its records, such as the
+/// command, are keys of the template and come through the resolution).
 pub fn read_run_spec(path: &Path) -> Result<RunSpec> {
-    let layer = read_config(path)?;
-    let mut spec = RunSpec::resolve(std::slice::from_ref(&layer))?;
-    // The records are the run's own.
-    for (k, slot) in [("split_source", &mut spec.split_source), ("backend", &mut spec.backend), ("command", &mut spec.command)] {
-        if let Some(serde_json::Value::String(v)) = layer.tree.get(k) {
-            *slot = v.clone();
-        }
-    }
-    Ok(spec)
+    RunSpec::resolve(&[read_config(path)?])
 }
 
 /// `spec` as TOML.
@@ -239,5 +232,9 @@ mod tests {
         for n in ["dbp15k/fr_en", "dbp15k/ja_en", "dbp15k/zh_en", "fb237_db15k"] {
             assert!(names.contains(&n.to_string()), "{names:?}");
         }
+        // A run folder's config keeps its records.
+        let spec = read_run_spec(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/zh_en/loginmea/default/config.toml")).unwrap();
+        assert!(spec.command.starts_with("mmea --backend cpu train --data dbp15k/zh_en"), "{}", spec.command);
+        assert_eq!((spec.backend.as_str(), spec.split_source.as_str()), ("cpu", "seed 2023, train ratio 0.3, dev fraction 0.1"));
     }
 }
