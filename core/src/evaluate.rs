@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gpu::BROWSER_BINDING_LIMIT;
-use crate::ops::eval::{csls, metrics, rank_counts, similarity_tiles_blocks, Metrics, Ranks};
-use crate::ops::sinkhorn::{sinkhorn, TiledMatrix};
+use crate::ops::eval::{csls, metrics, rank_counts, similarity_tiles_blocks, topk_select_rows, Metrics, Ranks};
+use crate::ops::sinkhorn::{sinkhorn, sinkhorn_topk_indexed, TiledMatrix, TopkIndex};
 use crate::ops::{gather_rows, l2_normalize};
 use crate::tensor::Tensor;
 
@@ -22,6 +22,10 @@ use crate::tensor::Tensor;
 pub struct SinkhornDecoding {
     pub eps: f32,
     pub iters: usize,
+    /// Some(k): sparse, over each query's k best candidates by score only (LightEA's decoding; the plan is
+    /// −∞ outside the kept entries, so a gold pair outside them ranks behind every kept entry of its row or
+    /// column). None: dense over all candidates.
+    pub top_k: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -40,7 +44,7 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: None, scored: None }
+        EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10, top_k: None }), block_rows: None, scored: None }
     }
 }
 
@@ -57,6 +61,9 @@ pub struct EvalReport {
     pub plain: BothWays,
     pub csls: Option<BothWays>,
     pub sinkhorn: Option<BothWays>,
+    /// Some(k) when the Sinkhorn decoding was sparse over each query's k best candidates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sinkhorn_top_k: Option<usize>,
 }
 
 /// Metrics of the first `k` ranks in each direction (the scored pairs; see [`EvalOptions::scored`]).
@@ -117,10 +124,39 @@ pub async fn evaluate_normalized_blocks(p: &[Tensor], q: &[Tensor], opts: &EvalO
         None => None,
     };
     let sinkhorn_m = match opts.sinkhorn {
+        Some(SinkhornDecoding { eps, iters, top_k: Some(k) }) if k < n => Some(sparse_sinkhorn_metrics(&s, k, eps, iters, scored).await?),
         Some(sk) => Some(both_ways(&rank_counts(&sinkhorn(&s, sk.eps, sk.iters)?.log_plan)?, scored).await?),
         None => None,
     };
-    Ok(EvalReport { pairs: scored, plain, csls: csls_m, sinkhorn: sinkhorn_m })
+    let sinkhorn_top_k = opts.sinkhorn.and_then(|sk| sk.top_k).filter(|&k| k < n);
+    Ok(EvalReport { pairs: scored, plain, csls: csls_m, sinkhorn: sinkhorn_m, sinkhorn_top_k })
+}
+
+/// Sparse Sinkhorn decoding of the square score matrix `s` (gold of row i = column i): each row keeps its
+/// `k` best columns ([`topk_select_rows`]), the iterations run over those entries only, and the ranks are
+/// those of the sparse plan (−∞ outside the kept entries; the gold wins ties, so a gold entry that was not
+/// kept ranks exactly behind the kept entries of its row, or of its column for r2l).
+async fn sparse_sinkhorn_metrics(s: &TiledMatrix, k: usize, eps: f32, iters: usize, scored: usize) -> Result<BothWays> {
+    let n = s.rows;
+    let top = topk_select_rows(s, k)?;
+    let cols = top.indices.to_vec_u32().await?;
+    let index = TopkIndex::new(&top.values.device(), &cols, n, k, s.cols)?;
+    let plan = sinkhorn_topk_indexed(&index, &top.values, eps, iters)?.to_vec_f32().await?;
+    let mut l2r = vec![k as u32; n];
+    let mut gold_col = vec![f32::NEG_INFINITY; s.cols];
+    let mut col_entries: Vec<Vec<f32>> = vec![Vec::new(); s.cols];
+    for i in 0..n {
+        let (row, ids) = (&plan[i * k..(i + 1) * k], &cols[i * k..(i + 1) * k]);
+        if let Some(g) = ids.iter().position(|&j| j as usize == i) {
+            l2r[i] = row.iter().filter(|&&v| v > row[g]).count() as u32;
+            gold_col[i] = row[g];
+        }
+        for (&j, &v) in ids.iter().zip(row) {
+            col_entries[j as usize].push(v);
+        }
+    }
+    let r2l: Vec<u32> = (0..n).map(|j| col_entries[j].iter().filter(|&&v| v > gold_col[j]).count() as u32).collect();
+    Ok(BothWays { l2r: metrics(&l2r[..scored.min(n)]), r2l: metrics(&r2l[..scored.min(n)]) })
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::evaluate::EvalOptions;
 use crate::model::checkpoint::EvalSettings;
-use crate::model::{MissingPolicy, ModalityChoice, ModelConfig};
+use crate::model::{LabelPropVariant, MissingPolicy, ModalityChoice, ModelConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub csls_k: usize,
     pub sinkhorn_eps: f32,
     pub sinkhorn_iters: usize,
+    /// Sinkhorn decoding over each query's k best candidates only (LightEA's sparse decoding: faster, and
+    /// no score matrix beyond the similarity tiles); 0 (the default): dense over every candidate.
+    #[serde(default)]
+    pub sinkhorn_top_k: usize,
     /// Extra negatives per epoch for InfoNCE (0: in-batch negatives only, as LoginMEA): this many KG2
     /// entities drawn afresh each epoch from those in no training pair, shared by every chunk. For the NHS
     /// loss, 0 means every entity (Dual-AMN) and K > 0 this many entities of either KG in no training pair.
@@ -142,6 +146,7 @@ impl TrainConfig {
                 csls_k: 3,
                 sinkhorn_eps: 0.02,
                 sinkhorn_iters: 10,
+                sinkhorn_top_k: 0,
                 negatives: 0,
                 il_csls: 0,
                 dropout: 0.0,
@@ -176,7 +181,7 @@ impl TrainConfig {
 
     /// The evaluation options of this config.
     pub fn eval_options(&self, sinkhorn: bool) -> EvalOptions {
-        EvalSettings { csls_k: self.csls_k, sinkhorn_eps: self.sinkhorn_eps, sinkhorn_iters: self.sinkhorn_iters }.options(sinkhorn)
+        EvalSettings { csls_k: self.csls_k, sinkhorn_eps: self.sinkhorn_eps, sinkhorn_iters: self.sinkhorn_iters, sinkhorn_top_k: self.sinkhorn_top_k }.options(sinkhorn)
     }
 }
 
@@ -359,6 +364,11 @@ impl RunSpec {
             train.eval_every = 1;
             train.iterative = false;
             c.seed = train.seed;
+            if c.variant == LabelPropVariant::Lightea {
+                // LightEA's decoding: sparse Sinkhorn over each query's top-k candidates, 15 iterations.
+                train.sinkhorn_top_k = c.top_k;
+                train.sinkhorn_iters = crate::model::labelprop::SPARSE_ITERS;
+            }
         }
         let mut modalities = ModalityChoice::default();
         if protocol == Protocol::Reference {

@@ -523,11 +523,12 @@ fn ricea_style_gradients_match_finite_differences() {
 
 #[test]
 fn label_prop_runs_through_the_trainer_with_no_zero_rows_and_backends_agree() {
-    use mmea_core::model::{LabelPropConfig, ModelConfig};
+    use mmea_core::model::{LabelPropConfig, LabelPropVariant, ModelConfig};
     let (_, mut c) = config();
     c.epochs = 1;
     c.eval_every = 1;
-    let mc = ModelConfig::LabelProp(LabelPropConfig::default());
+    // The simple variant (the earlier baseline, which checkpoints without a `variant` key rebuild).
+    let mc = ModelConfig::LabelProp(LabelPropConfig { variant: LabelPropVariant::Simple, dim: 300, ..LabelPropConfig::default() });
     let mut tr = trainer_for(&Device::Cpu, &mc, c.clone());
     assert!(!tr.model.trainable() && tr.params.is_empty());
     let st = tr.run_epoch().unwrap();
@@ -564,6 +565,55 @@ fn label_prop_runs_through_the_trainer_with_no_zero_rows_and_backends_agree() {
     for (a, b) in blocks.iter().zip(&bg) {
         assert_close("label-prop embedding", &host(b), &host(a), 1e-5, 1e-3);
     }
+}
+
+#[test]
+fn lightea_label_prop_bootstraps_beats_the_simple_variant_and_backends_agree() {
+    use mmea_core::model::{LabelProp, LabelPropConfig, LabelPropVariant, ModelConfig};
+    let (_, mut c) = config();
+    c.epochs = 1;
+    c.eval_every = 1;
+    c.sinkhorn_top_k = 100;
+    c.sinkhorn_iters = 15;
+    let sinkhorn_h1 = |cfg: LabelPropConfig, c: &TrainConfig| {
+        let mut tr = trainer_for(&Device::Cpu, &ModelConfig::LabelProp(cfg), c.clone());
+        tr.run_epoch().unwrap();
+        let report = tr.evaluate_on(&tr.params.clone(), &tr.split.test.clone(), true).unwrap();
+        assert_eq!(report.sinkhorn_top_k, Some(100));
+        let notes = tr.model.notes();
+        (report.sinkhorn.unwrap().l2r.hits1, notes, tr)
+    };
+    let simple = sinkhorn_h1(LabelPropConfig { variant: LabelPropVariant::Simple, dim: 300, ..LabelPropConfig::default() }, &c).0;
+    let one = sinkhorn_h1(LabelPropConfig { rounds: 1, ..LabelPropConfig::default() }, &c).0;
+    let (two, notes, tr) = sinkhorn_h1(LabelPropConfig::default(), &c);
+    // Bootstrapping added pairs and was logged; each propagation is logged with its seed count.
+    assert!(notes.iter().any(|n| n.starts_with("bootstrapping round 1:") && !n.contains(": 0 pairs")), "{notes:?}");
+    assert!(notes.iter().filter(|n| n.starts_with("propagation")).count() == 2, "{notes:?}");
+    assert!(one > simple && two >= one, "Sinkhorn H@1 on the demo pair: simple {simple}, LightEA {one}, with a bootstrapping round {two}");
+    // Unit rows only (no zero row could tie with every candidate).
+    let blocks = mmea_core::model::embed_blocks(tr.model.as_ref(), &tr.params, &tr.inputs).unwrap();
+    assert_eq!(blocks.len(), 1);
+    let d = blocks[0].shape()[1];
+    assert_eq!(d, LabelPropConfig::default().heads * LabelPropConfig::default().head_dim);
+    for (i, row) in host(&blocks[0]).chunks(d).enumerate() {
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "row {i} has norm {norm}");
+    }
+    // The same features from a fresh model with the same seeds (what a checkpoint rebuilds).
+    let mut again = LabelProp::new(LabelPropConfig::default(), &tr.inputs).unwrap();
+    mmea_core::model::AlignModel::set_seeds(&mut again, &tr.split.train);
+    assert_eq!(host(&again.propagate(&tr.inputs).unwrap()[0]), host(&blocks[0]));
+    // GPU against CPU, one propagation (a bootstrapping threshold could flip on a float difference).
+    let Some(g) = gpu() else { return };
+    let cfg = ModelConfig::LabelProp(LabelPropConfig { rounds: 1, ..LabelPropConfig::default() });
+    let tc = trainer_for(&Device::Cpu, &cfg, c.clone());
+    let tg = trainer_for(&g, &cfg, c);
+    let bc = mmea_core::model::embed_blocks(tc.model.as_ref(), &tc.params, &tc.inputs).unwrap();
+    let bg = mmea_core::model::embed_blocks(tg.model.as_ref(), &tg.params, &tg.inputs).unwrap();
+    assert_close("LightEA features", &host(&bg[0]), &host(&bc[0]), 1e-4, 1e-3);
+    let rc = tc.evaluate_on(&tc.params, &tc.split.test, true).unwrap().sinkhorn.unwrap().l2r;
+    let rg = tg.evaluate_on(&tg.params, &tg.split.test, true).unwrap().sinkhorn.unwrap().l2r;
+    assert!((rc.hits1 - rg.hits1).abs() < 0.01, "sparse Sinkhorn H@1: CPU {} GPU {}", rc.hits1, rg.hits1);
 }
 
 /// Runs a trainer to its end without evaluating; returns the per-epoch losses.

@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use mmea_core::model::{LabelPropVariant, ModelConfig};
 use mmea_core::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -78,6 +79,15 @@ fn peak_memory(f: &Value) -> String {
     }
 }
 
+/// The model column: the name, and for the training-free aligner its variant.
+fn model_label(m: &ModelConfig) -> String {
+    match m {
+        ModelConfig::LabelProp(c) if c.variant == LabelPropVariant::Lightea => "label-prop (LightEA)".to_string(),
+        ModelConfig::LabelProp(_) => "label-prop (simple)".to_string(),
+        other => other.name().to_string(),
+    }
+}
+
 /// What a row says of the image and attribute modalities it does not read: absent from the data (left
 /// out, never faked) or turned off in the config.
 fn missing(r: &Row, read: &[&str]) -> String {
@@ -139,20 +149,24 @@ pub fn table(dirs: &[PathBuf], link: &dyn Fn(&Path) -> String, sort: bool) -> Re
             s,
             "| {} | {} | {:.0}% ({counts}) | {modalities} | {} | {} | {} | {protocol} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | [config]({}) |",
             label(&r.dataset),
-            r.spec.model.name(),
+            model_label(&r.spec.model),
             r.spec.split.train_ratio * 100.0,
             missing(r, &read),
             if r.spec.modalities.names { "on" } else { "off" },
-            match (r.spec.train.iterative, r.spec.train.il_refresh) {
-                (false, _) => "no",
-                (true, false) => "yes",
-                (true, true) => "yes (re-labelling, --il-refresh)",
+            match (r.spec.train.iterative, r.spec.train.il_refresh, &r.spec.model) {
+                (false, _, ModelConfig::LabelProp(c)) if c.variant == LabelPropVariant::Lightea && c.rounds > 1 => format!("bootstrapping ({} rounds)", c.rounds - 1),
+                (false, _, _) => "no".to_string(),
+                (true, false, _) => "yes".to_string(),
+                (true, true, _) => "yes (re-labelling, --il-refresh)".to_string(),
             },
             m(f, &[csls[0], csls[1], csls[2], "hits1"]),
             m(f, &[csls[0], csls[1], csls[2], "hits10"]),
             m(f, &[csls[0], csls[1], csls[2], "mrr"]),
             m(f, &["test", "plain", "l2r", "hits1"]),
-            m(f, &["test", "sinkhorn", "l2r", "hits1"]),
+            match f["test"]["sinkhorn_top_k"].as_u64() {
+                Some(k) => format!("{} (top-{k})", m(f, &["test", "sinkhorn", "l2r", "hits1"])),
+                None => m(f, &["test", "sinkhorn", "l2r", "hits1"]),
+            },
             f["epochs"],
             f["epoch"],
             // A run resumed only for its final evaluation timed no epoch.
@@ -164,7 +178,8 @@ pub fn table(dirs: &[PathBuf], link: &dyn Fn(&Path) -> String, sort: bool) -> Re
         );
     }
     s += "\nH@1, H@10, MRR: test split, l2r, CSLS (k = 3), candidates = the test pairs' KG2 entities, as the reference codes evaluate. \
-          \"H@1 plain\" ranks by cosine; \"H@1 Sinkhorn\" by dense log-domain Sinkhorn (ε = 0.02, 10 iterations). \
+          \"H@1 plain\" ranks by cosine; \"H@1 Sinkhorn\" by dense log-domain Sinkhorn (ε = 0.02, 10 iterations), or, marked top-k, by sparse Sinkhorn over each query's k best \
+          candidates (LightEA's decoding, 15 iterations). \
           s/epoch is the median over the run's epochs on the device named (– when its last session trained no epoch). Run time: the whole training command \
           (its last session, marked \"resumed\", when the run was continued with --resume), evaluations included. \
           Peak memory: the process's peak resident memory (and the GPU buffers' peak on wgpu); \"–\" for runs \

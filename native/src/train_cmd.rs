@@ -234,6 +234,9 @@ pub fn render_report(r: &EvalReport) -> String {
     if let Some(c) = &r.sinkhorn {
         row("Sinkhorn", c);
     }
+    if let Some(k) = r.sinkhorn_top_k {
+        s += &format!("(Sinkhorn: sparse, over each query's {k} best candidates)\n");
+    }
     s
 }
 
@@ -449,6 +452,11 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
     let t1 = Instant::now();
     let test = trainer.evaluate_on(&selected, &trainer.split.test, true)?;
     let t_test = t1.elapsed().as_secs_f64();
+    if !args.quiet {
+        for note in trainer.model.notes() {
+            println!("{note}");
+        }
+    }
     let dev = if trainer.split.dev.is_empty() { None } else { Some(trainer.evaluate_dev(&selected, false)?) };
     let metrics = json!({ "test": test, "dev": dev });
     fsx::append_line(
@@ -465,6 +473,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> Result<()> {
             "filled": trainer.inputs.filled().iter().filter(|(m, _)| trainer.model.modalities().contains(m)).map(|(m, p)| (m.name().to_string(), json!(p.name()))).collect::<serde_json::Map<_, _>>(),
             "split_counts": [trainer.split.train.len(), trainer.split.dev.len(), trainer.split.test.len()],
             "dev_distractors": trainer.dev_distractors().len(),
+            "model_notes": trainer.model.notes(),
         })
         .to_string(),
     )?;

@@ -20,6 +20,8 @@ pub struct EvalSettings {
     pub csls_k: usize,
     pub sinkhorn_eps: f32,
     pub sinkhorn_iters: usize,
+    /// Sinkhorn over each query's k best candidates only (0: dense).
+    pub sinkhorn_top_k: usize,
 }
 
 impl EvalSettings {
@@ -27,7 +29,7 @@ impl EvalSettings {
     pub fn options(&self, sinkhorn: bool) -> EvalOptions {
         EvalOptions {
             csls_k: (self.csls_k > 0).then_some(self.csls_k),
-            sinkhorn: sinkhorn.then_some(SinkhornDecoding { eps: self.sinkhorn_eps, iters: self.sinkhorn_iters }),
+            sinkhorn: sinkhorn.then_some(SinkhornDecoding { eps: self.sinkhorn_eps, iters: self.sinkhorn_iters, top_k: (self.sinkhorn_top_k > 0).then_some(self.sinkhorn_top_k) }),
             block_rows: None,
             scored: None,
         }

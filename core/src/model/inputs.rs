@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Features, ModalityFeatures};
+use crate::data::{Dataset, Features, ModalityFeatures, Triple};
 use crate::error::Result;
 use crate::ops::{Csr, GatGraph, RelGraph};
 use crate::tensor::{Device, Tensor};
@@ -104,6 +104,11 @@ pub struct Inputs {
     pub gat_graph: GatGraph,
     /// Which modalities the dataset lacked (for the run log; e.g. "image: absent from the dataset").
     pub notes: Vec<String>,
+    /// Every triple of both graphs (global entity indices, dense relation indices), host side: the
+    /// training-free aligner builds its own views of the graph from them.
+    pub triples: Vec<Triple>,
+    /// Number of relations (both graphs).
+    pub num_relations: usize,
 }
 
 /// Which modalities to use when present.
@@ -231,7 +236,8 @@ impl Inputs {
         }
         let nbr_mean = Csr::neighbour_mean(device, n, &pairs)?;
         let gat_graph = GatGraph::neighbourhood(device, n, &pairs)?;
-        Ok(Inputs { n, n1: ds.num_entities[0], modalities, graph, nbr_mean, gat_graph, notes })
+        let triples = ds.triples.iter().flatten().copied().collect();
+        Ok(Inputs { n, n1: ds.num_entities[0], modalities, graph, nbr_mean, gat_graph, notes, triples, num_relations: ds.relations.len() })
     }
 
     pub fn device(&self) -> Device {

@@ -33,7 +33,7 @@ use crate::error::Result;
 use crate::tensor::{Device, Tensor};
 
 pub use inputs::{Inputs, MissingPolicy, Modality, ModalityChoice};
-pub use labelprop::{LabelProp, LabelPropConfig};
+pub use labelprop::{LabelProp, LabelPropConfig, LabelPropVariant};
 pub use loginmea::{Fusion, GraphLayer, LoginMea, LoginMeaConfig, Loss, StructureConfig};
 pub use mclea::{EvaConfig, McleaConfig, MultiView, ViewsConfig};
 pub use mimea::{Mimea, MimeaConfig};
@@ -134,6 +134,10 @@ pub trait AlignModel {
     }
     /// The seed pairs (training pairs), for models whose forward pass reads them (training-free ones).
     fn set_seeds(&mut self, _pairs: &[(u32, u32)]) {}
+    /// Lines for the run log about what the model did beyond training (e.g. bootstrapping rounds).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// False for models with nothing to learn: the trainer then runs no loss, backward or step.
     fn trainable(&self) -> bool {
         true
@@ -206,7 +210,7 @@ impl ModelConfig {
         ("ricea-style", "RICEA-style: weights from the modalities' relative interaction, recalibrated by uncertainty"),
         ("mclea-style", "MCLEA-style: multi-head GAT and linear views, ICL and IAL with learned Kendall weights"),
         ("eva-style", "EVA-style: the same views, NCA loss on every view and on the joint"),
-        ("label-prop", "training-free: random seed labels propagated over the graph (LightEA-inspired)"),
+        ("label-prop", "training-free: LightEA's three-view label propagation with a bootstrapping round, sparse Sinkhorn"),
     ];
 
     /// The model `name` with its default settings, or None for an unknown name.

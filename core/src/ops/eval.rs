@@ -21,6 +21,7 @@ use crate::tensor::{DType, Device, Tensor};
 
 const TOPK: crate::gpu::Shader = shader!("topk");
 const RANK: crate::gpu::Shader = shader!("rank");
+const SELECT: crate::gpu::Shader = shader!("topk_select");
 
 /// Largest k of the top-k kernels.
 pub const MAX_K: usize = 16;
@@ -258,6 +259,36 @@ pub fn topk_rows(s: &TiledMatrix, k: usize) -> Result<TopK> {
     list_out("topk_rows", rows_impl("topk_rows", s, k, Out::List)?)
 }
 
+/// Per row, the `k` largest entries for any `1 ≤ k ≤ cols` (the sparse decodings keep hundreds), in
+/// **column order**, not sorted by score; the kept set breaks ties to the lower column like [`topk_rows`].
+/// Selection by bisection on the scores' bits (`shaders/topk_select.wgsl`). No backward.
+pub fn topk_select_rows(s: &TiledMatrix, k: usize) -> Result<TopK> {
+    const OP: &str = "topk_select_rows";
+    s.expect_f32(OP)?;
+    let (n, m) = (s.rows, s.cols);
+    if k == 0 || k > m {
+        return Err(Error::invalid(OP, format!("k must be in 1..={m} (the row length), got {k}")));
+    }
+    match s.device() {
+        Device::Cpu => {
+            let (v, i) = cpu::select_rows(&s.cpu_blocks(OP)?, m, k);
+            Ok(TopK { values: Tensor::from_f32(&Device::Cpu, v, &[n, k])?, indices: Tensor::from_u32(&Device::Cpu, i, &[n, k])? })
+        }
+        Device::Gpu(ctx) => {
+            let vals = Tensor::gpu_output(&ctx, &[n, k], DType::F32, OP)?;
+            let idx = Tensor::gpu_output(&ctx, &[n, k], DType::U32, OP)?;
+            let offs = s.row_offsets();
+            for (b, blk) in s.blocks.iter().enumerate() {
+                let rows = blk.shape()[0];
+                let mut p = params(rows, m, offs[b], k);
+                p.chunk = m.div_ceil(256) as u32;
+                ctx.dispatch(OP, &SELECT, "row_select", &[], &p, &[Arg::Read(blk.gpu_buf(OP)?), Arg::Write(vals.gpu_buf(OP)?), Arg::Write(idx.gpu_buf(OP)?)], grid(rows as u64))?;
+            }
+            Ok(TopK { values: vals, indices: idx })
+        }
+    }
+}
+
 /// Per column, over all row blocks, the `k` largest entries (`1 ≤ k ≤ min(16, rows)`), best first, ties to
 /// the lower row: per-chunk top-k lists, then a merge per column. No backward.
 pub fn topk_cols(s: &TiledMatrix, k: usize) -> Result<TopK> {
@@ -464,6 +495,40 @@ pub mod cpu {
             }));
         }
         out
+    }
+
+    /// Twin of `topk_select.wgsl`: the `k` best of each row (ties to the lower column), in column order.
+    pub fn select_rows(blocks: &[&[f32]], cols: usize, k: usize) -> (Vec<f32>, Vec<u32>) {
+        let mut rows = Vec::new();
+        for blk in blocks {
+            rows.extend(crate::cpu::par_map(blk.len() / cols, |r| {
+                let row = &blk[r * cols..(r + 1) * cols];
+                // The k-th largest value t, then every entry above t and the first entries equal to t.
+                let mut scratch = row.to_vec();
+                // Scores are not NaN; −0 and +0 compare equal (as in the shader).
+                let cmp = |a: &f32, b: &f32| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
+                let t = *scratch.select_nth_unstable_by(k - 1, |a, b| cmp(b, a)).1;
+                let above = row.iter().filter(|v| cmp(v, &t).is_gt()).count();
+                let mut ties = k - above;
+                let mut kept = Vec::with_capacity(k);
+                for (j, v) in row.iter().enumerate() {
+                    match cmp(v, &t) {
+                        std::cmp::Ordering::Greater => kept.push(j as u32),
+                        std::cmp::Ordering::Equal if ties > 0 => {
+                            ties -= 1;
+                            kept.push(j as u32);
+                        }
+                        _ => {}
+                    }
+                }
+                kept
+            }));
+        }
+        let mut v = Vec::with_capacity(rows.len() * k);
+        for (row, kept) in blocks.iter().flat_map(|b| b.chunks(cols)).zip(&rows) {
+            v.extend(kept.iter().map(|&j| row[j as usize]));
+        }
+        (v, rows.concat())
     }
 
     pub fn topk_cols(blocks: &[&[f32]], cols: usize, k: usize) -> Vec<Vec<(f32, u32)>> {

@@ -17,11 +17,13 @@ pub use reduce::{sum_all, sum_rows};
 pub mod reflection;
 pub mod sparse;
 pub use reflection::{reflection_attention, reflection_attention_backward, Act, ReflectionSaved, RelGraph};
-pub use sparse::{gather_rows, gather_rows_backward, segment_sum, segment_sum_backward, spmm, spmm_backward, Csr, SegmentIndex};
+pub use sparse::{gather_rows, gather_rows_backward, segment_sum, segment_sum_backward, spmm, spmm_backward, spmm_heads, Csr, SegmentIndex};
 pub mod optim;
 pub mod rows;
 pub use contrastive::{icl, info_nce, info_nce_neg, nhs, nhs_row_scales, nhs_with_scales};
-pub use eval::{argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, Metrics, Ranks, TopK};
+pub use eval::{
+    argmax_cols, argmax_rows, csls, metrics, mutual_nn, rank_counts, similarity_tiles, similarity_tiles_blocks, topk_cols, topk_rows, topk_select_rows, Metrics, Ranks, TopK,
+};
 pub use fusion::{lmf_combine, lmf_combine_backward, low_rank_fusion, low_rank_fusion_backward, LowRankFusionGrads};
 pub use gat::{gat_attention, gat_attention_backward, GatGraph, GatLogit, GatSaved};
 pub use optim::{global_grad_sq_norm, AdamW, AdamWConsts};

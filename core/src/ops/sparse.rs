@@ -326,6 +326,45 @@ pub fn spmm(a: &Csr, x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Multi-head [`spmm`]: `Y[i, c] = Σ_k W[k, c / m] · X[cols[k], c]` over row `i`'s entries in CSR order,
+/// where `A`'s pattern is used and its values are not: entry `k` has one weight per head of `m` columns
+/// (`w` is `[nnz, H]` in CSR entry order, `x` is `[n, H·m]`). The relation heads of the training-free
+/// aligner (`model::labelprop`): each head weights the same edges by its own relation score. Forward only.
+pub fn spmm_heads(a: &Csr, w: &Tensor, x: &Tensor, head_width: usize) -> Result<Tensor> {
+    const OP: &str = "spmm_heads";
+    x.expect_dtype(OP, DType::F32)?;
+    w.expect_dtype(OP, DType::F32)?;
+    let (n, d) = x.dims2(OP)?;
+    let (nnz, heads) = w.dims2(OP)?;
+    if n != a.cols {
+        return Err(Error::shape(OP, format!("x must have {} rows (the matrix is {} x {})", a.cols, a.rows, a.cols), &[x.shape()]));
+    }
+    if head_width == 0 || heads * head_width != d || nnz != a.nnz() {
+        return Err(Error::shape(OP, format!("w must be [nnz = {}, heads] and x [n, heads x {head_width}]", a.nnz()), &[w.shape(), x.shape()]));
+    }
+    match common_device(OP, &[x, w, &a.offsets, &a.indices])? {
+        Device::Cpu => {
+            let y = cpu::csr_heads(a.offsets.cpu_u32(OP)?, a.indices.cpu_u32(OP)?, w.cpu_f32(OP)?, x.cpu_f32(OP)?, n, d, head_width);
+            Tensor::from_f32(&Device::Cpu, y, &[a.rows, d])
+        }
+        Device::Gpu(ctx) => {
+            fits_u32(OP, "output elements", a.rows * d)?;
+            let out = Tensor::gpu_output(&ctx, &[a.rows, d], DType::F32, OP)?;
+            let p = Params { rows: a.rows as u32, d: d as u32, n_src: n as u32, _pad: 0 };
+            ctx.dispatch(
+                OP,
+                &SEGMENT,
+                "segment_sum",
+                &[("GATHER", 1.0), ("WEIGHTED", 1.0), ("HEAD_WIDTH", head_width as f64)],
+                &p,
+                &[Arg::Read(a.offsets.gpu_buf(OP)?), Arg::Read(a.indices.gpu_buf(OP)?), Arg::Read(w.gpu_buf(OP)?), Arg::Read(x.gpu_buf(OP)?), Arg::Write(out.gpu_buf(OP)?)],
+                groups(a.rows * d),
+            )?;
+            Ok(out)
+        }
+    }
+}
+
 /// Backward of [`spmm`]: `g_X = Aᵀ g_Y`, given `a_t` = the transpose of `A` (`[n, m]`).
 pub fn spmm_backward(a_t: &Csr, g_y: &Tensor) -> Result<Tensor> {
     spmm(a_t, g_y)
@@ -437,6 +476,26 @@ pub mod cpu {
             y.extend_from_slice(&x[i as usize * d..(i as usize + 1) * d]);
         }
         Ok(y)
+    }
+
+    /// `Y[i, c] = Σ_k w[k, c / m] · X[cols[k], c]` in k order (out-of-range sources contribute nothing).
+    pub fn csr_heads(offsets: &[u32], cols: &[u32], w: &[f32], x: &[f32], n_src: usize, d: usize, m: usize) -> Vec<f32> {
+        let rows = offsets.len().saturating_sub(1);
+        let heads = d / m;
+        let mut y = vec![0.0f32; rows * d];
+        crate::cpu::par_rows(&mut y, d, |i, row| {
+            for k in offsets[i] as usize..offsets[i + 1] as usize {
+                let src = cols[k] as usize;
+                if src >= n_src {
+                    continue;
+                }
+                let wk = &w[k * heads..(k + 1) * heads];
+                for ((o, xr), &wh) in row.chunks_exact_mut(m).zip(x[src * d..(src + 1) * d].chunks_exact(m)).zip(wk) {
+                    o.iter_mut().zip(xr).for_each(|(o, &v)| *o += wh * v);
+                }
+            }
+        });
+        y
     }
 
     /// `Y[i] = Σ_{k ∈ offsets[i]..offsets[i+1]} vals[k] · X[cols[k]]` (cols = identity and vals = 1 when

@@ -254,3 +254,44 @@ fn similarity_over_column_blocks_equals_the_concatenation() {
     assert!(matches!(ev::similarity_tiles_blocks(&p, &q, 1), Err(Error::Shape { .. })));
     assert!(matches!(ev::similarity_tiles_blocks(&p, &[], 1), Err(Error::InvalidArgument { .. })));
 }
+
+// ---- large-k selection (sparse decodings) ------------------------------------------------------------
+
+/// The k best of each row (ties to the lower column), returned in column order.
+fn naive_select(s: &[f32], n: usize, m: usize, k: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut vals_out = Vec::new();
+    let mut idx_out = Vec::new();
+    for i in 0..n {
+        let row = &s[i * m..(i + 1) * m];
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
+        let mut kept: Vec<usize> = order.into_iter().take(k).collect();
+        kept.sort_unstable();
+        vals_out.extend(kept.iter().map(|&j| row[j]));
+        idx_out.extend(kept.iter().map(|&j| j as u32));
+    }
+    (vals_out, idx_out)
+}
+
+#[test]
+fn topk_select_rows_matches_naive_with_ties_blocks_and_backends() {
+    // Ragged shapes; scores quantised to a few levels (many ties, negative and positive zero included) and
+    // continuous ones; k from 1 to the full row, over row blocks that do not divide n.
+    for (case, &(n, m, k, rpb, levels)) in [(7, 300, 1, 3, 0), (13, 257, 40, 5, 4), (9, 600, 600, 4, 3), (5, 1000, 333, 2, 0), (300, 31, 9, 64, 2)].iter().enumerate() {
+        let mut s = rand_vec(90 + case as u64, n * m, -1.0, 1.0);
+        if levels > 0 {
+            s.iter_mut().for_each(|v| *v = (*v * levels as f32).round() / levels as f32);
+        }
+        let (want_v, want_i) = naive_select(&s, n, m, k);
+        let cpu = ev::topk_select_rows(&tiles(&Device::Cpu, &s, n, m, rpb), k).unwrap();
+        assert_eq!(u32s(&cpu.indices), want_i, "case {case}: indices");
+        assert_eq!(vals(&cpu.values), want_v, "case {case}: values");
+        check_backends(&format!("topk_select_rows case {case}"), 0.0, 0.0, |d| {
+            let r = ev::topk_select_rows(&tiles(d, &s, n, m, rpb), k).unwrap();
+            vec![r.values, r.indices]
+        });
+    }
+    let st = tiles(&Device::Cpu, &[1.0, 2.0], 1, 2, 1);
+    assert!(matches!(ev::topk_select_rows(&st, 0), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(ev::topk_select_rows(&st, 3), Err(Error::InvalidArgument { .. })));
+}

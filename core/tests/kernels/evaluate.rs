@@ -74,7 +74,7 @@ fn evaluation_matches_the_spec_literally_on_both_backends() {
     let want = (metrics(&l2r), metrics(&r2l), metrics(&cs));
     assert!(want.0.hits1 > 0.2 && want.0.hits1 < 0.95, "the data should mix hits and misses: {:?}", want.0);
 
-    let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: Some(128), scored: None };
+    let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10, top_k: None }), block_rows: Some(128), scored: None };
     let mut devices = vec![Device::Cpu];
     devices.extend(gpu());
     let mut sinkhorn_h1 = Vec::new();
@@ -109,7 +109,7 @@ fn distractors_compete_but_are_not_scored() {
     let mut devices = vec![Device::Cpu];
     devices.extend(gpu());
     for dev in &devices {
-        let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10 }), block_rows: Some(64), scored: Some(k) };
+        let opts = EvalOptions { csls_k: Some(3), sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10, top_k: None }), block_rows: Some(64), scored: Some(k) };
         let r = evaluate_blocking(&t(dev, &emb, &[n_ent, d]), &pairs, &opts).unwrap();
         assert_eq!(r.pairs, k);
         assert_eq!(r.sinkhorn.unwrap().l2r.count, k);
@@ -188,4 +188,74 @@ fn top_candidates_kernel_and_host_paths_match_brute_force() {
         }
         assert!(top_candidates_blocking(&p, &q, 81).is_err(), "k beyond the number of targets");
     }
+}
+
+#[test]
+fn sparse_sinkhorn_decoding_ranks_the_sparse_plan() {
+    // The plan over each query's k best candidates only (−∞ elsewhere), computed naively in the classic
+    // form (exp(S/ε), rows then columns normalised, 15 times) in f64; a gold entry outside the kept ones
+    // ranks behind the kept entries of its row (l2r) or column (r2l).
+    let (n, d, k, eps, iters) = (300usize, 16usize, 4usize, 0.02f64, 15usize);
+    let Noisy { emb, pairs, .. } = noisy_pairs(71);
+    let unit = |i: usize| -> Vec<f64> {
+        let r = &emb[i * d..(i + 1) * d];
+        let norm = r.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+        r.iter().map(|&x| x as f64 / norm).collect()
+    };
+    let (p, q): (Vec<Vec<f64>>, Vec<Vec<f64>>) = pairs.iter().map(|&(a, b)| (unit(a as usize), unit(b as usize))).unzip();
+    let s: Vec<Vec<f64>> = p.iter().map(|pi| q.iter().map(|qj| pi.iter().zip(qj).map(|(a, b)| a * b).sum()).collect()).collect();
+    let kept: Vec<Vec<usize>> = s
+        .iter()
+        .map(|row| {
+            let mut o: Vec<usize> = (0..n).collect();
+            o.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
+            o.truncate(k);
+            o
+        })
+        .collect();
+    let mut plan: Vec<Vec<f64>> = (0..n).map(|i| kept[i].iter().map(|&j| (s[i][j] / eps).exp()).collect()).collect();
+    for _ in 0..iters {
+        for row in plan.iter_mut() {
+            let sum: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+        let mut col = vec![0f64; n];
+        for i in 0..n {
+            for (t, &j) in kept[i].iter().enumerate() {
+                col[j] += plan[i][t];
+            }
+        }
+        for i in 0..n {
+            for (t, &j) in kept[i].iter().enumerate() {
+                plan[i][t] /= col[j];
+            }
+        }
+    }
+    let gold = |i: usize, j: usize| kept[i].iter().position(|&c| c == j).map(|t| plan[i][t]);
+    let l2r: Vec<u32> = (0..n).map(|i| gold(i, i).map_or(k as u32, |g| plan[i].iter().filter(|&&v| v > g).count() as u32)).collect();
+    let r2l: Vec<u32> = (0..n)
+        .map(|j| {
+            let col: Vec<f64> = (0..n).filter_map(|i| gold(i, j)).collect();
+            let g = gold(j, j).unwrap_or(f64::NEG_INFINITY);
+            col.iter().filter(|&&v| v > g).count() as u32
+        })
+        .collect();
+    let (want_l, want_r) = (metrics(&l2r), metrics(&r2l));
+    assert!(l2r.contains(&(k as u32)) && want_l.hits1 > 0.2, "the data should have gold pairs inside and outside the kept entries");
+    let opts = EvalOptions { csls_k: None, sinkhorn: Some(SinkhornDecoding { eps: eps as f32, iters, top_k: Some(k) }), block_rows: Some(64), scored: None };
+    let mut devices = vec![Device::Cpu];
+    devices.extend(gpu());
+    for dev in &devices {
+        let r = evaluate_blocking(&t(dev, &emb, &[700, d]), &pairs, &opts).unwrap();
+        assert_eq!(r.sinkhorn_top_k, Some(k));
+        let sk = r.sinkhorn.unwrap();
+        for (got, want, dir) in [(sk.l2r, want_l, "l2r"), (sk.r2l, want_r, "r2l")] {
+            for (g, w, what) in [(got.hits1, want.hits1, "H@1"), (got.hits10, want.hits10, "H@10"), (got.mrr, want.mrr, "MRR"), (got.mr, want.mr, "MR")] {
+                assert!((g - w).abs() <= 1.0 / n as f64 + 1e-9 * w.abs(), "{dir} {what}: {g} vs {w} ({dev:?})");
+            }
+        }
+    }
+    // k ≥ the candidates: the dense decoding (and no top-k in the report).
+    let dense = EvalOptions { sinkhorn: Some(SinkhornDecoding { eps: 0.02, iters: 10, top_k: Some(n) }), ..opts.clone() };
+    assert_eq!(evaluate_blocking(&t(&Device::Cpu, &emb, &[700, d]), &pairs, &dense).unwrap().sinkhorn_top_k, None);
 }

@@ -243,3 +243,42 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn spmm_heads_weights_each_head_by_its_own_column() {
+    // 50 rows (some without entries), 40 source rows, H = 3 heads of m = 5 columns; duplicate entries.
+    let (rows, n_src, heads, m) = (50usize, 40usize, 3usize, 5usize);
+    let d = heads * m;
+    let mut entries = Vec::new();
+    let idx = rand_idx(5, 300, n_src);
+    for (k, &j) in idx.iter().enumerate() {
+        let r = (k * 7 % rows) as u32;
+        if r % 6 != 5 {
+            entries.push((r, j, 0.0));
+        }
+    }
+    let a = Csr::from_triplets(&Device::Cpu, rows, n_src, &entries).unwrap();
+    let x = rand_vec(6, n_src * d, -1.0, 1.0);
+    let w = rand_vec(7, a.nnz() * heads, -2.0, 2.0);
+    // Naive, in CSR order: entries sorted by (row, col), stable.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&k| (entries[k].0, entries[k].1));
+    let mut want = vec![0f32; rows * d];
+    for (pos, &k) in order.iter().enumerate() {
+        let (r, j) = (entries[k].0 as usize, entries[k].1 as usize);
+        for c in 0..d {
+            want[r * d + c] += w[pos * heads + c / m] * x[j * d + c];
+        }
+    }
+    let got = sparse::spmm_heads(&a, &t(&Device::Cpu, &w, &[a.nnz(), heads]), &t(&Device::Cpu, &x, &[n_src, d]), m).unwrap();
+    assert_close("spmm_heads cpu", &vals(&got), &want, 1e-5, 1e-5);
+    assert!(vals(&got)[5 * d..6 * d].iter().all(|&v| v == 0.0), "row 5 has no entries");
+    check_backends("spmm_heads", 1e-5, 1e-5, |dev| {
+        let a = Csr::from_triplets(dev, rows, n_src, &entries).unwrap();
+        vec![sparse::spmm_heads(&a, &t(dev, &w, &[a.nnz(), heads]), &t(dev, &x, &[n_src, d]), m).unwrap()]
+    });
+    // Shapes that do not fit: a head width that does not divide x, or weights for the wrong entry count.
+    let wt = t(&Device::Cpu, &w, &[a.nnz(), heads]);
+    assert!(matches!(sparse::spmm_heads(&a, &wt, &t(&Device::Cpu, &x, &[n_src, d]), 4), Err(Error::Shape { .. })));
+    assert!(matches!(sparse::spmm_heads(&a, &t(&Device::Cpu, &w[..heads * 2], &[2, heads]), &t(&Device::Cpu, &x, &[n_src, d]), m), Err(Error::Shape { .. })));
+}
