@@ -154,7 +154,8 @@ pub fn table(dirs: &[PathBuf], link: &dyn Fn(&Path) -> String, sort: bool) -> Re
             missing(r, &read),
             if r.spec.modalities.names { "on" } else { "off" },
             match (r.spec.train.iterative, r.spec.train.il_refresh, &r.spec.model) {
-                (false, _, ModelConfig::LabelProp(c)) if c.variant == LabelPropVariant::Lightea && c.rounds > 1 => format!("bootstrapping ({} rounds)", c.rounds - 1),
+                (false, _, ModelConfig::LabelProp(c)) if c.variant == LabelPropVariant::Lightea && c.rounds > 1 =>
+                    format!("bootstrapping ({} round{})", c.rounds - 1, if c.rounds == 2 { "" } else { "s" }),
                 (false, _, _) => "no".to_string(),
                 (true, false, _) => "yes".to_string(),
                 (true, true, _) => "yes (re-labelling, --il-refresh)".to_string(),

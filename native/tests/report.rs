@@ -7,13 +7,20 @@ use std::process::Command;
 #[test]
 fn report_rows_carry_time_memory_and_the_command() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new(env!("CARGO_BIN_EXE_mmea")).current_dir(root).args(["report", "results/zh_en/label-prop/default", "results/zh_en/loginmea/default"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mmea"))
+        .current_dir(root)
+        .args(["report", "results/zh_en/label-prop/simple", "results/zh_en/label-prop/lightea", "results/zh_en/loginmea/default"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let header = text.lines().next().unwrap();
     assert!(header.contains("| run time | peak memory |"), "{header}");
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| zh_en |")).collect();
-    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows.len(), 3, "{text}");
+    // The training-free aligner's variant, its bootstrapping and its sparse decoding are named.
+    assert!(rows.iter().any(|r| r.contains("| label-prop (simple) |") && r.contains("| no |")), "{text}");
+    assert!(rows.iter().any(|r| r.contains("| label-prop (LightEA) |") && r.contains("| bootstrapping (1 round) |") && r.contains("(top-500)")), "{text}");
     for row in rows {
         let cells: Vec<&str> = row.split(" | ").collect();
         let n = header.split(" | ").count();
