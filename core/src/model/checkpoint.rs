@@ -20,7 +20,9 @@ pub struct EvalSettings {
     pub csls_k: usize,
     pub sinkhorn_eps: f32,
     pub sinkhorn_iters: usize,
-    /// Sinkhorn over each query's k best candidates only (0: dense).
+    /// Sinkhorn over each query's k best candidates only (0: dense; checkpoints written before it lack
+    /// the key and mean dense).
+    #[serde(default)]
     pub sinkhorn_top_k: usize,
 }
 
