@@ -123,12 +123,13 @@ pub async fn evaluate_normalized_blocks(p: &[Tensor], q: &[Tensor], opts: &EvalO
         Some(k) => Some(both_ways(&rank_counts(&csls(&s, k.min(n))?)?, scored).await?),
         None => None,
     };
-    let sinkhorn_m = match opts.sinkhorn {
-        Some(SinkhornDecoding { eps, iters, top_k: Some(k) }) if k < n => Some(sparse_sinkhorn_metrics(&s, k, eps, iters, scored).await?),
-        Some(sk) => Some(both_ways(&rank_counts(&sinkhorn(&s, sk.eps, sk.iters)?.log_plan)?, scored).await?),
-        None => None,
-    };
+    // Sparse only when it keeps fewer than all candidates.
     let sinkhorn_top_k = opts.sinkhorn.and_then(|sk| sk.top_k).filter(|&k| k < n);
+    let sinkhorn_m = match (opts.sinkhorn, sinkhorn_top_k) {
+        (Some(sk), Some(k)) => Some(sparse_sinkhorn_metrics(&s, k, sk.eps, sk.iters, scored).await?),
+        (Some(sk), None) => Some(both_ways(&rank_counts(&sinkhorn(&s, sk.eps, sk.iters)?.log_plan)?, scored).await?),
+        (None, _) => None,
+    };
     Ok(EvalReport { pairs: scored, plain, csls: csls_m, sinkhorn: sinkhorn_m, sinkhorn_top_k })
 }
 

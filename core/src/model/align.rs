@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::BROWSER_BINDING_LIMIT;
-use crate::ops::eval::{similarity_tiles_blocks, topk_rows, MAX_K};
+use crate::ops::eval::{similarity_tiles_blocks, topk_rows, topk_select_rows, MAX_K};
 use crate::ops::sinkhorn::{sinkhorn_topk_indexed, TopkIndex};
 use crate::ops::{add, gather_rows, row_dot, scale_rows, slice_rows};
 use crate::tensor::{Device, Tensor};
@@ -42,8 +42,9 @@ pub struct Candidates {
 }
 
 /// Top-k targets by cosine for every source row (best first; ties to the lower target index); `p`, `q`
-/// from [`normalized_blocks`]. Up to [`MAX_K`] (16) the top-k kernel selects on the device; beyond, each
-/// row chunk's score tile is read back and selected on the host (as LightEA keeps 500 candidates).
+/// from [`normalized_blocks`]. Up to [`MAX_K`] (16) the sorted top-k kernel selects; beyond (LightEA keeps
+/// 500 candidates), [`topk_select_rows`] keeps each row's k on the device and only those are sorted on
+/// the host.
 pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Candidates> {
     const OP: &str = "top_candidates";
     if p.len() != q.len() || p.is_empty() {
@@ -57,12 +58,13 @@ pub async fn top_candidates(p: &[Tensor], q: &[Tensor], k: usize) -> Result<Cand
     top_candidates_with(p, q, k, k > MAX_K).await
 }
 
-/// [`top_candidates`] with the selection path chosen: on the host (`host`) or by the top-k kernel.
-pub async fn top_candidates_with(p: &[Tensor], q: &[Tensor], k: usize, host: bool) -> Result<Candidates> {
+/// [`top_candidates`] with the selection path chosen: by [`topk_select_rows`] and a host sort of the kept
+/// entries (`select`), or by the sorted top-k kernel.
+pub async fn top_candidates_with(p: &[Tensor], q: &[Tensor], k: usize, select: bool) -> Result<Candidates> {
     const OP: &str = "top_candidates";
     let (n1, _) = p[0].dims2(OP)?;
     let (n2, _) = q[0].dims2(OP)?;
-    if !host && k > MAX_K {
+    if !select && k > MAX_K {
         return Err(Error::invalid(OP, format!("the top-k kernel keeps at most {MAX_K} per row, got {k}")));
     }
     let chunk = (BROWSER_BINDING_LIMIT as usize / (4 * n2)).clamp(1, n1.max(1));
@@ -73,19 +75,17 @@ pub async fn top_candidates_with(p: &[Tensor], q: &[Tensor], k: usize, host: boo
         // One chunk of rows at a time (one tile), so only `chunk × n2` scores exist at once.
         let rows: Vec<Tensor> = p.iter().map(|b| slice_rows(b, r0, len)).collect::<Result<_>>()?;
         let tile = similarity_tiles_blocks(&rows, q, len)?;
-        if host {
-            let s = tile.to_vec_f32().await?;
-            let mut idx: Vec<u32> = Vec::with_capacity(n2);
-            for row in s.chunks_exact(n2) {
-                idx.clear();
-                idx.extend(0..n2 as u32);
-                let better = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
-                if k < n2 {
-                    idx.select_nth_unstable_by(k - 1, better);
-                }
-                idx[..k].sort_unstable_by(better);
-                cols.extend_from_slice(&idx[..k]);
-                scores.extend(idx[..k].iter().map(|&j| row[j as usize]));
+        if select {
+            let top = topk_select_rows(&tile, k)?;
+            let (ids, vals) = (top.indices.to_vec_u32().await?, top.values.to_vec_f32().await?);
+            // The kept entries come in column order: best first, ties to the lower target index.
+            let mut order: Vec<usize> = Vec::with_capacity(k);
+            for (ri, rv) in ids.chunks_exact(k).zip(vals.chunks_exact(k)) {
+                order.clear();
+                order.extend(0..k);
+                order.sort_unstable_by(|&a, &b| rv[b].total_cmp(&rv[a]).then(ri[a].cmp(&ri[b])));
+                cols.extend(order.iter().map(|&t| ri[t]));
+                scores.extend(order.iter().map(|&t| rv[t]));
             }
         } else {
             let top = topk_rows(&tile, k)?;

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::autodiff::{Tape, Var};
 use crate::data::rng::Rng;
 use crate::error::{Error, Result};
-use crate::ops::sinkhorn::TiledMatrix;
-use crate::ops::{add, concat_cols, gather_rows, l2_normalize, matmul_ex, similarity_tiles, sinkhorn_topk, spmm, spmm_heads, topk_select_rows, Csr};
+use crate::ops::sinkhorn::{sinkhorn_topk_indexed, TiledMatrix, TopkIndex};
+use crate::ops::{add, concat_cols, gather_rows, l2_normalize, matmul_ex, similarity_tiles, spmm, spmm_heads, topk_select_rows, Csr};
 use crate::tensor::{Device, Tensor};
 
 use super::inputs::{Inputs, Modality};
@@ -412,8 +412,10 @@ impl LabelProp {
         let s: TiledMatrix = similarity_tiles(&p, &q, rows)?;
         let k = self.config.top_k.min(right.len());
         let top = topk_select_rows(&s, k)?;
-        let plan = sinkhorn_topk(&top.indices, &top.values, right.len(), SPARSE_EPS, SPARSE_ITERS)?;
-        let (plan, cols) = (host_f32(&plan)?, host_u32(&top.indices)?);
+        // The column ids are read once: for the transposed index and for the pairs.
+        let cols = host_u32(&top.indices)?;
+        let index = TopkIndex::new(&dev, &cols, left.len(), k, right.len())?;
+        let plan = host_f32(&sinkhorn_topk_indexed(&index, &top.values, SPARSE_EPS, SPARSE_ITERS)?)?;
         // Normalised score m · exp ℓ > threshold  ⇔  ℓ > ln(threshold / m).
         let bar = (self.config.threshold as f64 / right.len() as f64).ln() as f32;
         let mut out = Vec::new();

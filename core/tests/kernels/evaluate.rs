@@ -133,7 +133,7 @@ fn evaluation_rejects_bad_pairs() {
     assert!(evaluate_blocking(&emb, &[], &EvalOptions::default()).is_err());
 }
 
-/// Whole-KG candidates (`model::align::top_candidates`): the top-k kernel path (k ≤ 16) and the host
+/// Whole-KG candidates (`model::align::top_candidates`): the top-k kernel path (k ≤ 16) and the
 /// selection path (any k) both equal a brute-force ranking of the joint cosine, on both backends; the
 /// embedding comes as two column blocks with rows of uneven norm.
 #[test]
@@ -182,8 +182,8 @@ fn top_candidates_kernel_and_host_paths_match_brute_force() {
                 assert_eq!(gs, ws, "{dev:?} k={k} row {i}: the kept set");
             }
             if k <= 16 {
-                let host = pollster::block_on(top_candidates_with(&p, &q, k, true)).unwrap();
-                assert_eq!(host.cols, got.cols, "{dev:?} k={k}: host and kernel paths");
+                let sel = pollster::block_on(top_candidates_with(&p, &q, k, true)).unwrap();
+                assert_eq!(sel.cols, got.cols, "{dev:?} k={k}: selection and kernel paths");
             }
         }
         assert!(top_candidates_blocking(&p, &q, 81).is_err(), "k beyond the number of targets");
