@@ -116,6 +116,7 @@ impl Tape {
         if seed.shape() != output.value.shape() {
             return Err(Error::shape("backward", "seed gradient must match the output", &[seed.shape(), output.value.shape()]));
         }
+        let _phase = crate::profile::backward_phase();
         let nodes = self.nodes.borrow();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
         grads[output.id] = Some(seed);
@@ -135,7 +136,7 @@ impl Tape {
                 }
                 grads[pid] = Some(match grads[pid].take() {
                     None => pg,
-                    Some(acc) => ops::add(&acc, &pg)?,
+                    Some(acc) => ops::add_into(acc, &pg)?,
                 });
             }
         }

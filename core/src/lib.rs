@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod profile;
 pub mod run;
 pub mod selfcheck;
 pub mod tensor;

@@ -154,6 +154,7 @@ fn ce_rows(op: &'static str, mut s: Tensor, row0: usize, gold_off: usize, masks:
 /// limit); the result does not depend on it beyond rounding.
 pub fn info_nce(p: &Tensor, q: &Tensor, tau: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "info_nce";
+    let _prof = crate::profile::scope(OP);
     let (b, _) = check(OP, p, q, tau, block_rows)?;
     let dev = common_device(OP, &[p, q])?;
     let mut losses = Assembler::new(&dev, &[b], OP)?;
@@ -170,6 +171,7 @@ pub fn info_nce(p: &Tensor, q: &Tensor, tau: f32, block_rows: Option<usize>) -> 
 /// a false negative). Same kernels and tiling as [`info_nce`].
 pub fn info_nce_neg(p: &Tensor, q: &Tensor, n: &Tensor, tau: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     const OP: &str = "info_nce_neg";
+    let _prof = crate::profile::scope(OP);
     let (b, d) = check(OP, p, q, tau, block_rows)?;
     n.expect_dtype(OP, DType::F32)?;
     let (e, dn) = n.dims2(OP)?;
@@ -195,6 +197,7 @@ pub fn info_nce_neg(p: &Tensor, q: &Tensor, n: &Tensor, tau: f32, block_rows: Op
 /// (the masked diagonals contribute exactly 0). `block_rows` as in [`info_nce`].
 pub fn icl(p: &Tensor, q: &Tensor, tau: f32, alpha: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "icl";
+    let _prof = crate::profile::scope(OP);
     let (b, d) = check(OP, p, q, tau, block_rows)?;
     if !(0.0..=1.0).contains(&alpha) {
         return Err(Error::invalid(OP, format!("alpha must lie in [0, 1], got {alpha}")));
@@ -236,6 +239,7 @@ pub fn icl(p: &Tensor, q: &Tensor, tau: f32, alpha: f32, block_rows: Option<usiz
 /// Returns `(L [1], g_P, g_Q, g_N)`. `E` may be 0 (all entities in the batch) if B ≥ 2.
 pub fn nhs(p: &Tensor, q: &Tensor, n: &Tensor, lambda: f32, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     const OP: &str = "nhs";
+    let _prof = crate::profile::scope(OP);
     let cols = nhs_columns(OP, p, q, n, lambda, block_rows)?;
     let moments = nhs_moments(&cols)?;
     let t_p = nhs_scales_from_moments(&moments, p, lambda)?;
@@ -247,6 +251,7 @@ pub fn nhs(p: &Tensor, q: &Tensor, n: &Tensor, lambda: f32, block_rows: Option<u
 /// one gradient checks differentiate).
 pub fn nhs_with_scales(p: &Tensor, q: &Tensor, n: &Tensor, t_p: &Tensor, t_q: &Tensor, block_rows: Option<usize>) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     const OP: &str = "nhs_with_scales";
+    let _prof = crate::profile::scope(OP);
     let cols = nhs_columns(OP, p, q, n, 1.0, block_rows)?;
     let b = p.shape()[0];
     for t in [t_p, t_q] {

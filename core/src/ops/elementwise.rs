@@ -65,6 +65,7 @@ fn groups(n: usize) -> [u32; 3] {
 /// `y = f(x)`.
 pub fn unary(f: Unary, x: &Tensor) -> Result<Tensor> {
     const OP: &str = "unary";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     match x.device() {
         Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::unary(f, x.cpu_f32(OP)?), x.shape()),
@@ -81,6 +82,7 @@ pub fn unary(f: Unary, x: &Tensor) -> Result<Tensor> {
 /// `g_x = g ⊙ f'(x)`, given the forward input `x`, its output `y = f(x)` and `g = dL/dy`.
 pub fn unary_backward(f: Unary, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
     const OP: &str = "unary_backward";
+    let _prof = crate::profile::scope(OP);
     same_shape(OP, &[x, y, g])?;
     match common_device(OP, &[x, y, g])? {
         Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::unary_backward(f, x.cpu_f32(OP)?, y.cpu_f32(OP)?, g.cpu_f32(OP)?), x.shape()),
@@ -124,6 +126,7 @@ fn binary(op: &'static str, code: u32, alpha: f32, beta: f32, a: &Tensor, b: &Te
     } else {
         same_shape(op, &[a, b])?;
     }
+    let _prof = crate::profile::scope(op);
     match common_device(op, &[a, b])? {
         Device::Cpu => {
             let (x, y) = (a.cpu_f32(op)?, b.cpu_f32(op)?);
@@ -158,6 +161,21 @@ pub fn axpby(alpha: f32, a: &Tensor, beta: f32, b: &Tensor) -> Result<Tensor> {
 /// `a + b`. Backward: `g_a = g_b = g`.
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary("add", 0, 1.0, 1.0, a, b)
+}
+/// [`add`] that takes `a` by value and, on the CPU, adds `b` into `a`'s storage when nothing else holds
+/// it (gradient accumulation: no new buffer per sum). The same values as [`add`] (each element is
+/// `a + b` either way); on a GPU it is [`add`].
+pub fn add_into(mut a: Tensor, b: &Tensor) -> Result<Tensor> {
+    const OP: &str = "add";
+    same_shape(OP, &[&a, b])?;
+    if !matches!(common_device(OP, &[&a, b])?, Device::Cpu) {
+        return add(&a, b);
+    }
+    let _prof = crate::profile::scope(OP);
+    const CHUNK: usize = 4096;
+    let y = b.cpu_f32(OP)?;
+    crate::cpu::par_rows(a.cpu_f32_mut(OP)?, CHUNK, |c, chunk| chunk.iter_mut().zip(&y[c * CHUNK..]).for_each(|(x, v)| *x += v));
+    Ok(a)
 }
 /// `a - b`. Backward: `g_a = g`, `g_b = -g`.
 pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {

@@ -16,7 +16,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Arg, GpuBuffer, GpuContext};
-use crate::ops::elementwise::add;
+use crate::ops::elementwise::add_into;
 use crate::ops::matmul::matmul_ex;
 use crate::ops::reduce::sum_rows;
 use crate::shader;
@@ -26,6 +26,8 @@ const SHADER: crate::gpu::Shader = shader!("low_rank_fusion");
 
 /// Most modalities one fused product supports (the kernels keep the factors of an element in registers).
 pub const MAX_MODALITIES: usize = 4;
+/// The CPU's largest F block in bytes (WebGPU's default storage-binding limit, 128 MiB).
+const CPU_BLOCK_BYTES: u64 = 128 << 20;
 /// Rows per workgroup in the rank-weight gradient's first pass.
 const LAMBDA_BLOCK_ROWS: usize = 64;
 
@@ -77,6 +79,7 @@ fn params(m: usize, n: usize, d: usize, rank: usize) -> Params {
 /// `g_β = Σ_rows g_o`.
 pub fn lmf_combine(f: &Tensor, lambda: &Tensor, beta: &Tensor, rank: usize) -> Result<Tensor> {
     const OP: &str = "lmf_combine";
+    let _prof = crate::profile::scope(OP);
     let (m, n, d) = combine_dims(OP, f, lambda, rank)?;
     beta.expect_dtype(OP, DType::F32)?;
     if beta.len() != d {
@@ -116,6 +119,7 @@ pub fn lmf_combine_backward(f: &Tensor, lambda: &Tensor, g_o: &Tensor, rank: usi
 }
 
 fn combine_backward_f_lambda(op: &'static str, f: &Tensor, lambda: &Tensor, g_o: &Tensor, rank: usize) -> Result<(Tensor, Tensor)> {
+    let _prof = crate::profile::scope(op);
     let (m, n, d) = combine_dims(op, f, lambda, rank)?;
     g_o.expect_dtype(op, DType::F32)?;
     if g_o.shape() != [n, d] {
@@ -124,8 +128,8 @@ fn combine_backward_f_lambda(op: &'static str, f: &Tensor, lambda: &Tensor, g_o:
     match common_device(op, &[f, lambda, g_o])? {
         Device::Cpu => {
             let (fv, lv, gv) = (f.cpu_f32(op)?, lambda.cpu_f32(op)?, g_o.cpu_f32(op)?);
-            let g_f = cpu::combine_backward_f(fv, lv, gv, m, n, d, rank);
-            let partial = cpu::lambda_partials(fv, gv, m, n, d, rank, LAMBDA_BLOCK_ROWS);
+            let g_f = fast::combine_backward_f(fv, lv, gv, m, n, d, rank);
+            let partial = fast::lambda_partials(fv, gv, m, n, d, rank, LAMBDA_BLOCK_ROWS);
             let g_lambda = crate::ops::reduce::cpu::sum_rows(&partial, n.div_ceil(LAMBDA_BLOCK_ROWS), rank);
             Ok((Tensor::from_f32(&Device::Cpu, g_f, f.shape())?, Tensor::from_f32(&Device::Cpu, g_lambda, &[rank])?))
         }
@@ -213,8 +217,10 @@ fn fusion_block_rows(op: &'static str, dev: &Device, dims: &FusionDims, block_ro
         None => {
             let limit = match dev {
                 Device::Gpu(ctx) => ctx.binding_limit(),
-                // The CPU has no binding limit; one block avoids the copies.
-                Device::Cpu => return Ok(dims.n.max(1)),
+                // The CPU has no binding limit, but whole-graph factors are large (zh-en with images:
+                // F and g_F are 1.1 GB each), so it takes blocks of the browsers' binding size too; the
+                // copies cost little beside the matmuls.
+                Device::Cpu => CPU_BLOCK_BYTES,
             };
             let per_row = dims.m * (dims.rank * dims.d).max(dims.din).max(1);
             Ok(((limit / 4) as usize / per_row).clamp(1, dims.n.max(1)))
@@ -251,9 +257,10 @@ pub fn low_rank_fusion(z: &[Tensor], w: &[Tensor], lambda: &Tensor, beta: &Tenso
 }
 
 /// [`low_rank_fusion`] over row blocks of `block_rows` rows (None: as many as the binding limit allows on a
-/// GPU, all rows on the CPU). The result does not depend on the block size beyond rounding.
+/// GPU, as many as 128 MiB of F holds on the CPU). The result does not depend on the block size beyond rounding.
 pub fn low_rank_fusion_blocked(z: &[Tensor], w: &[Tensor], lambda: &Tensor, beta: &Tensor, rank: usize, block_rows: Option<usize>) -> Result<Tensor> {
     const OP: &str = "low_rank_fusion";
+    let _prof = crate::profile::scope(OP);
     let dims = fusion_dims(OP, z, w, lambda, rank)?;
     beta.expect_dtype(OP, DType::F32)?;
     if beta.len() != dims.d {
@@ -289,6 +296,7 @@ pub fn low_rank_fusion_backward(z: &[Tensor], w: &[Tensor], lambda: &Tensor, g_o
 /// F from z and W; `g_W` and `g_λ` are summed over blocks in block order (deterministic).
 pub fn low_rank_fusion_backward_blocked(z: &[Tensor], w: &[Tensor], lambda: &Tensor, g_o: &Tensor, rank: usize, block_rows: Option<usize>) -> Result<LowRankFusionGrads> {
     const OP: &str = "low_rank_fusion_backward";
+    let _prof = crate::profile::scope(OP);
     let dims = fusion_dims(OP, z, w, lambda, rank)?;
     let FusionDims { m, n, din, d, .. } = dims;
     let rd = rank * d;
@@ -329,11 +337,11 @@ pub fn low_rank_fusion_backward_blocked(z: &[Tensor], w: &[Tensor], lambda: &Ten
         let gwb = matmul_ex(&zb, &g_f, None, true, false, 1.0)?; // [M, din, R*d]
         g_w_acc = Some(match g_w_acc {
             None => gwb,
-            Some(acc) => add(&acc, &gwb)?,
+            Some(acc) => add_into(acc, &gwb)?,
         });
         g_lambda_acc = Some(match g_lambda_acc {
             None => g_l,
-            Some(acc) => add(&acc, &g_l)?,
+            Some(acc) => add_into(acc, &g_l)?,
         });
         if g_z_asm.is_empty() {
             g_z_single = Some(gzb.reshape(&[n, din])?);
@@ -481,6 +489,62 @@ pub mod cpu {
             }
         }
         partial
+    }
+}
+
+/// The CPU backend's versions of [`cpu::combine_backward_f`] and [`cpu::lambda_partials`]: parallel over
+/// rows (blocks), without index arithmetic per element, and with every product and sum in the twin's
+/// order, so the results are bit-identical to the twin's (tested).
+pub mod fast {
+    use crate::cpu::{par_map, par_rows};
+
+    /// [`super::cpu::combine_backward_f`], one modality plane at a time, rows in parallel.
+    pub fn combine_backward_f(f: &[f32], lambda: &[f32], g_o: &[f32], m: usize, n: usize, d: usize, rank: usize) -> Vec<f32> {
+        let rd = rank * d;
+        let stride = n * rd;
+        let mut g_f = vec![0.0f32; m * stride];
+        for (mm, plane) in g_f.chunks_mut(stride.max(1)).enumerate() {
+            par_rows(plane, rd, |i, row| {
+                let go = &g_o[i * d..(i + 1) * d];
+                for (r, out) in row.chunks_mut(d.max(1)).enumerate() {
+                    let l = lambda[r];
+                    let base = i * rd + r * d;
+                    for (k, o) in out.iter_mut().enumerate() {
+                        let mut prod = l * go[k];
+                        for m2 in (0..m).filter(|&m2| m2 != mm) {
+                            prod *= f[m2 * stride + base + k];
+                        }
+                        *o = prod;
+                    }
+                }
+            });
+        }
+        g_f
+    }
+
+    /// [`super::cpu::lambda_partials`], blocks in parallel.
+    pub fn lambda_partials(f: &[f32], g_o: &[f32], m: usize, n: usize, d: usize, rank: usize, block_rows: usize) -> Vec<f32> {
+        let rd = rank * d;
+        let stride = n * rd;
+        let block = |b: usize| -> Vec<f32> {
+            (0..rank)
+                .map(|r| {
+                    let mut acc = 0.0f32;
+                    for i in b * block_rows..((b + 1) * block_rows).min(n) {
+                        let e0 = i * rd + r * d;
+                        for (k, &g) in g_o[i * d..(i + 1) * d].iter().enumerate() {
+                            let mut prod = g;
+                            for mm in 0..m {
+                                prod *= f[mm * stride + e0 + k];
+                            }
+                            acc += prod;
+                        }
+                    }
+                    acc
+                })
+                .collect()
+        };
+        par_map(n.div_ceil(block_rows.max(1)), block).concat()
     }
 }
 

@@ -97,6 +97,7 @@ impl GatGraph {
     /// duplicates stay separate edges. Ids must be `< n`.
     pub fn new(device: &Device, n: usize, edges: &[(u32, u32)]) -> Result<GatGraph> {
         const OP: &str = "GatGraph::new";
+        let _prof = crate::profile::scope(OP);
         fits_u32(OP, "entities", n)?;
         fits_u32(OP, "edges", edges.len())?;
         if let Some((e, &(h, t))) = edges.iter().enumerate().find(|(_, &(h, t))| h as usize >= n || t as usize >= n) {
@@ -226,6 +227,7 @@ fn check_inputs(op: &'static str, graph: &GatGraph, x: &Tensor, p: &Tensor, q: &
 /// The GAT layer (formulas in the module docs): `y [n, d]` and the attention weights for the backward.
 pub fn gat_attention(graph: &GatGraph, x: &Tensor, p: &Tensor, q: &Tensor, logit: GatLogit) -> Result<(Tensor, GatSaved)> {
     const OP: &str = "gat_attention";
+    let _prof = crate::profile::scope(OP);
     let d = check_inputs(OP, graph, x, p, q, logit)?;
     let (n, t) = (graph.n, graph.num_edges);
     match common_device(OP, &[&graph.index, x, p, q])? {
@@ -261,6 +263,7 @@ pub fn gat_attention(graph: &GatGraph, x: &Tensor, p: &Tensor, q: &Tensor, logit
 /// `g_p` and `g_q` have the shapes of `p` and `q`. The inputs must be those of the forward.
 pub fn gat_attention_backward(graph: &GatGraph, x: &Tensor, p: &Tensor, q: &Tensor, logit: GatLogit, saved: &GatSaved, g_y: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "gat_attention_backward";
+    let _prof = crate::profile::scope(OP);
     let d = check_inputs(OP, graph, x, p, q, logit)?;
     let (n, t) = (graph.n, graph.num_edges);
     g_y.expect_dtype(OP, DType::F32)?;

@@ -56,6 +56,7 @@ fn plan(op: &'static str, a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<
 /// `bias` has n elements and is added to every row.
 pub fn matmul_ex(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool, alpha: f32) -> Result<Tensor> {
     const OP: &str = "matmul";
+    let _prof = crate::profile::scope(OP);
     let (batch, m, k, n, batched_b) = plan(OP, a, b, ta, tb)?;
     if let Some(bias) = bias {
         if bias.len() != n {
@@ -129,6 +130,7 @@ pub fn matmul_ex(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bo
 /// is 156 MB, and WebGPU binds at most 128 MiB); public so tests can force small tiles on any device.
 pub fn matmul_tiled(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool, alpha: f32, limit: usize) -> Result<Tensor> {
     const OP: &str = "matmul_tiled";
+    let _prof = crate::profile::scope(OP);
     let (batch, m, k, n, _) = plan(OP, a, b, ta, tb)?;
     if batch != 1 || a.shape().len() != 2 || b.shape().len() != 2 || limit == 0 {
         return Err(Error::invalid(OP, "tiling is for 2-D operands and a positive limit"));
@@ -145,6 +147,7 @@ pub fn matmul_tiled(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb:
 fn tiled(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, ta: bool, tb: bool, alpha: f32, (m, k, n): (usize, usize, usize), limit: usize) -> Result<Tensor> {
     use crate::ops::rows::{concat_cols, concat_rows, slice_rows};
     const OP: &str = "matmul";
+    let _prof = crate::profile::scope(OP);
     let too_big = || Error::BindingTooLarge { op: OP, bytes: (a.len().max(b.len()).max(m * n) * 4) as u64, limit: (limit * 4) as u64 };
     let block = |width: usize| (limit / width.max(1)).max(1);
     if !ta && (a.len() > limit || m * n > limit) && block(k.max(n)) < m {

@@ -11,7 +11,7 @@ pub mod matmul;
 pub mod reduce;
 pub mod sinkhorn;
 
-pub use elementwise::{add, axpby, mul, scale, scale_by, sub, unary, unary_backward, Unary};
+pub use elementwise::{add, add_into, axpby, mul, scale, scale_by, sub, unary, unary_backward, Unary};
 pub use matmul::{linear, linear_backward, matmul, matmul_backward, matmul_ex};
 pub use reduce::{sum_all, sum_rows};
 pub mod reflection;

@@ -139,6 +139,7 @@ impl AdamW {
     /// moment update, their step count does not advance), as PyTorch skips parameters with `grad = None`.
     pub fn step_some(&mut self, params: &mut [Tensor], grads: &[Option<&Tensor>]) -> Result<()> {
         const OP: &str = "adamw";
+        let _prof = crate::profile::scope(OP);
         if params.len() != grads.len() {
             return Err(Error::invalid(OP, format!("{} parameters but {} gradients", params.len(), grads.len())));
         }
@@ -244,6 +245,7 @@ impl AdamW {
 /// `clip_grad_norm_` uses.
 pub fn global_grad_sq_norm(grads: &[&Tensor]) -> Result<Tensor> {
     const OP: &str = "global_grad_sq_norm";
+    let _prof = crate::profile::scope(OP);
     let Some(first) = grads.first() else { return Err(Error::invalid(OP, "no gradients")) };
     common_device(OP, grads)?;
     let mut acc: Option<Tensor> = None;

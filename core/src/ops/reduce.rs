@@ -22,6 +22,7 @@ struct Params {
 /// Column sums of a `[rows, cols]` matrix: a `[cols]` vector (e.g. a bias gradient).
 pub fn sum_rows(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "sum_rows";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     let (rows, cols) = x.dims2(OP)?;
     match x.device() {
@@ -61,19 +62,23 @@ pub fn sum_all(x: &Tensor) -> Result<Tensor> {
 }
 
 pub mod cpu {
-    /// Column sums, in the same chunked order as the shader (so results match to rounding).
+    /// Column sums, in the same chunked order as the shader (so results match to rounding): each chunk
+    /// of [`CHUNK`](super::CHUNK) rows is summed row by row, then the chunk sums in chunk order. Chunks
+    /// run in parallel natively; the order of every addition is fixed, so the result does not depend on
+    /// the threads.
     pub fn sum_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        let mut out = vec![0.0f32; cols];
-        for (j, o) in out.iter_mut().enumerate() {
-            let mut total = 0.0f32;
-            for start in (0..rows).step_by(super::CHUNK) {
-                let mut s = 0.0f32;
-                for i in start..(start + super::CHUNK).min(rows) {
-                    s += x[i * cols + j];
-                }
-                total += s;
+        let chunk = super::CHUNK;
+        let partial = |c: usize| {
+            let mut s = vec![0.0f32; cols];
+            for row in x[c * chunk * cols..((c + 1) * chunk).min(rows) * cols].chunks_exact(cols.max(1)) {
+                s.iter_mut().zip(row).for_each(|(a, v)| *a += v);
             }
-            *o = total;
+            s
+        };
+        let parts = crate::cpu::par_map(rows.div_ceil(chunk), partial);
+        let mut out = vec![0.0f32; cols];
+        for p in &parts {
+            out.iter_mut().zip(p).for_each(|(a, v)| *a += v);
         }
         out
     }

@@ -155,6 +155,7 @@ impl RelGraph {
     /// through ρ = 0, i.e. not at all). Entity ids must be `< n`, relation ids `< num_rel`, weights finite.
     pub fn new(device: &Device, n: usize, num_rel: usize, edges: &[(u32, u32)], mixing: &[Vec<(u32, f32)>]) -> Result<RelGraph> {
         const OP: &str = "RelGraph::new";
+        let _prof = crate::profile::scope(OP);
         if edges.len() != mixing.len() {
             return Err(Error::invalid(OP, format!("{} edges but {} mixing lists (one per edge)", edges.len(), mixing.len())));
         }
@@ -307,6 +308,7 @@ impl ReflectionSaved {
     /// The attention weights `α_e` `[T]`, in the graph's edge order (sorted by head, then tail).
     pub fn alpha(&self) -> Result<Tensor> {
         const OP: &str = "ReflectionSaved::alpha";
+        let _prof = crate::profile::scope(OP);
         let t = self.edge.len() / 4;
         match self.edge.device() {
             Device::Cpu => Tensor::from_f32(&Device::Cpu, self.edge.cpu_f32(OP)?[..t].to_vec(), &[t]),
@@ -343,6 +345,7 @@ fn check_inputs(op: &'static str, graph: &RelGraph, x: &Tensor, rel: &Tensor, a:
 /// backward needs. `x` `[n, d]`, `rel` `[R, d]`, `a` `[d]`.
 pub fn reflection_attention(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tensor, act: Act) -> Result<(Tensor, ReflectionSaved)> {
     const OP: &str = "reflection_attention";
+    let _prof = crate::profile::scope(OP);
     let d = check_inputs(OP, graph, x, rel, a)?;
     let (n, t) = (graph.n, graph.num_edges);
     match common_device(OP, &[&graph.index, &graph.weights, x, rel, a])? {
@@ -382,6 +385,7 @@ pub fn reflection_attention(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tens
 #[allow(clippy::too_many_arguments)]
 pub fn reflection_attention_backward(graph: &RelGraph, x: &Tensor, rel: &Tensor, a: &Tensor, act: Act, saved: &ReflectionSaved, g_y: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "reflection_attention_backward";
+    let _prof = crate::profile::scope(OP);
     let d = check_inputs(OP, graph, x, rel, a)?;
     let (n, t, r) = (graph.n, graph.num_edges, graph.num_rel);
     g_y.expect_dtype(OP, DType::F32)?;

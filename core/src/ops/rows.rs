@@ -82,6 +82,7 @@ fn elem_groups(total: usize) -> [u32; 3] {
 /// for rows whose norm is below the clamp.
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "l2_normalize";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = f32_2d(OP, x)?;
     match x.device() {
         Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::l2_normalize(x.cpu_f32(OP)?, n, d), x.shape()),
@@ -101,6 +102,7 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 /// `g_x_i = (g_y_i − (g_y_i·y_i) y_i) / ‖x_i‖` where `‖x_i‖ >= 1e-12`, else `g_y_i / 1e-12`.
 pub fn l2_normalize_backward(x: &Tensor, y: &Tensor, g_y: &Tensor) -> Result<Tensor> {
     const OP: &str = "l2_normalize_backward";
+    let _prof = crate::profile::scope(OP);
     same_shape(OP, &[x, y, g_y])?;
     let (n, d) = x.dims2(OP)?;
     match common_device(OP, &[x, y, g_y])? {
@@ -133,6 +135,7 @@ pub fn l2_normalize_backward(x: &Tensor, y: &Tensor, g_y: &Tensor) -> Result<Ten
 /// Backward ([`softmax_rows_backward`]): `g_x_ij = y_ij (g_ij − Σ_k y_ik g_ik)`.
 pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "softmax_rows";
+    let _prof = crate::profile::scope(OP);
     let (n, m) = f32_2d(OP, x)?;
     match x.device() {
         Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::softmax_rows(x.cpu_f32(OP)?, n, m), x.shape()),
@@ -152,6 +155,7 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
 /// `g_x_ij = y_ij (g_ij − Σ_k y_ik g_ik)`.
 pub fn softmax_rows_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     const OP: &str = "softmax_rows_backward";
+    let _prof = crate::profile::scope(OP);
     same_shape(OP, &[y, g])?;
     let (n, m) = y.dims2(OP)?;
     match common_device(OP, &[y, g])? {
@@ -198,6 +202,7 @@ fn check_row_vector(op: &'static str, x: &Tensor, s: &Tensor) -> Result<(usize, 
 /// Backward ([`scale_rows_backward`]): `g_x = scale_rows(g, s)`, `g_s_i = Σ_k g_ik x_ik` (= [`row_dot`]`(g, x)`).
 pub fn scale_rows(x: &Tensor, s: &Tensor) -> Result<Tensor> {
     const OP: &str = "scale_rows";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = check_row_vector(OP, x, s)?;
     match common_device(OP, &[x, s])? {
         Device::Cpu => Tensor::from_f32(&Device::Cpu, cpu::scale_rows(x.cpu_f32(OP)?, s.cpu_f32(OP)?, n, d), x.shape()),
@@ -217,6 +222,7 @@ pub fn scale_rows(x: &Tensor, s: &Tensor) -> Result<Tensor> {
 /// `g_s_i = Σ_k g_ik x_ik` (shaped like `s`).
 pub fn scale_rows_backward(x: &Tensor, s: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
     const OP: &str = "scale_rows_backward";
+    let _prof = crate::profile::scope(OP);
     check_row_vector(OP, x, s)?;
     same_shape(OP, &[x, g])?;
     let g_x = scale_rows(g, s)?;
@@ -230,6 +236,7 @@ pub fn scale_rows_backward(x: &Tensor, s: &Tensor, g: &Tensor) -> Result<(Tensor
 /// Backward: `g_a = scale_rows(b, g_out)`, `g_b = scale_rows(a, g_out)`.
 pub fn row_dot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     const OP: &str = "row_dot";
+    let _prof = crate::profile::scope(OP);
     same_shape(OP, &[a, b])?;
     let (n, d) = a.dims2(OP)?;
     match common_device(OP, &[a, b])? {
@@ -279,6 +286,7 @@ fn gpu_fill_block(ctx: &Arc<GpuContext>, op: &'static str, dst: &GpuBuffer, t: B
 /// Backward: `g_x_i = slice_cols(g, Σ_{j<i} d_j, d_i)`.
 pub fn concat_cols(xs: &[&Tensor]) -> Result<Tensor> {
     const OP: &str = "concat_cols";
+    let _prof = crate::profile::scope(OP);
     let Some(first) = xs.first() else { return Err(Error::invalid(OP, "nothing to concatenate")) };
     let mut widths = Vec::with_capacity(xs.len());
     let (n, _) = f32_2d(OP, first)?;
@@ -318,6 +326,7 @@ pub fn concat_cols(xs: &[&Tensor]) -> Result<Tensor> {
 /// Backward ([`slice_cols_backward`]): `g` scattered into an `[n, d]` matrix of zeros at column `start`.
 pub fn slice_cols(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
     const OP: &str = "slice_cols";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = f32_2d(OP, x)?;
     if start.checked_add(len).is_none_or(|e| e > d) {
         return Err(Error::shape(OP, format!("columns {start}..{} are out of range", start.saturating_add(len)), &[x.shape()]));
@@ -340,6 +349,7 @@ pub fn slice_cols(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
 /// `start` of an `[n, total_cols]` matrix of zeros.
 pub fn slice_cols_backward(g: &Tensor, total_cols: usize, start: usize) -> Result<Tensor> {
     const OP: &str = "slice_cols_backward";
+    let _prof = crate::profile::scope(OP);
     let (n, len) = f32_2d(OP, g)?;
     if start.checked_add(len).is_none_or(|e| e > total_cols) {
         return Err(Error::shape(OP, format!("columns {start}..{} do not fit in {total_cols}", start.saturating_add(len)), &[g.shape()]));
@@ -364,6 +374,7 @@ pub fn slice_cols_backward(g: &Tensor, total_cols: usize, start: usize) -> Resul
 /// Backward ([`prepend_ones_col_backward`]): `g_x = slice_cols(g, 1, d)`.
 pub fn prepend_ones_col(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "prepend_ones_col";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = f32_2d(OP, x)?;
     match x.device() {
         Device::Cpu => {
@@ -383,6 +394,7 @@ pub fn prepend_ones_col(x: &Tensor) -> Result<Tensor> {
 /// Gradient of [`prepend_ones_col`]: drop the first column of `g` `[n, d + 1]` (`slice_cols(g, 1, d)`).
 pub fn prepend_ones_col_backward(g: &Tensor) -> Result<Tensor> {
     const OP: &str = "prepend_ones_col_backward";
+    let _prof = crate::profile::scope(OP);
     let (_, c) = f32_2d(OP, g)?;
     if c == 0 {
         return Err(Error::shape(OP, "the gradient needs the ones column", &[g.shape()]));
@@ -395,6 +407,7 @@ pub fn prepend_ones_col_backward(g: &Tensor) -> Result<Tensor> {
 /// Backward: `g_x_i = slice_rows(g, Σ_{j<i} n_j, n_i)`.
 pub fn concat_rows(xs: &[&Tensor]) -> Result<Tensor> {
     const OP: &str = "concat_rows";
+    let _prof = crate::profile::scope(OP);
     let Some(first) = xs.first() else { return Err(Error::invalid(OP, "nothing to concatenate")) };
     let (_, d) = f32_2d(OP, first)?;
     let mut heights = Vec::with_capacity(xs.len());
@@ -433,6 +446,7 @@ pub fn concat_rows(xs: &[&Tensor]) -> Result<Tensor> {
 /// Backward ([`slice_rows_backward`]): `g` placed at row `start` of an `[n, d]` matrix of zeros.
 pub fn slice_rows(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
     const OP: &str = "slice_rows";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = x.dims2(OP)?;
     if start.checked_add(len).is_none_or(|e| e > n) {
         return Err(Error::shape(OP, format!("rows {start}..{} are out of range", start.saturating_add(len)), &[x.shape()]));
@@ -459,6 +473,7 @@ pub fn slice_rows(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
 /// `start` of a `[total_rows, d]` matrix of zeros.
 pub fn slice_rows_backward(g: &Tensor, total_rows: usize, start: usize) -> Result<Tensor> {
     const OP: &str = "slice_rows_backward";
+    let _prof = crate::profile::scope(OP);
     let (len, d) = f32_2d(OP, g)?;
     if start.checked_add(len).is_none_or(|e| e > total_rows) {
         return Err(Error::shape(OP, format!("rows {start}..{} do not fit in {total_rows}", start.saturating_add(len)), &[g.shape()]));

@@ -46,6 +46,7 @@ impl SegmentIndex {
     /// be `< n`. `perm` is `None` when `idx` is already non-decreasing.
     pub fn from_indices(device: &Device, idx: &[u32], n: usize) -> Result<SegmentIndex> {
         const OP: &str = "SegmentIndex::from_indices";
+        let _prof = crate::profile::scope(OP);
         fits_u32(OP, "number of items", idx.len())?;
         fits_u32(OP, "number of segments", n)?;
         let (offsets, perm) = cpu::counting_sort(OP, idx, n)?;
@@ -63,6 +64,7 @@ impl SegmentIndex {
     /// `0..offsets[n]` (sorted position → item).
     pub fn from_offsets(device: &Device, offsets: &[u32], perm: Option<&[u32]>) -> Result<SegmentIndex> {
         const OP: &str = "SegmentIndex::from_offsets";
+        let _prof = crate::profile::scope(OP);
         let (n, len) = cpu::check_offsets(OP, offsets)?;
         let mut ids = vec![0u32; len];
         match perm {
@@ -138,6 +140,7 @@ impl Csr {
     /// are kept as separate entries (their products add up). Indices must be in range, values finite.
     pub fn from_triplets(device: &Device, rows: usize, cols: usize, entries: &[(u32, u32, f32)]) -> Result<Csr> {
         const OP: &str = "Csr::from_triplets";
+        let _prof = crate::profile::scope(OP);
         fits_u32(OP, "rows", rows)?;
         fits_u32(OP, "cols", cols)?;
         fits_u32(OP, "nnz", entries.len())?;
@@ -239,6 +242,7 @@ fn groups(count: usize) -> [u32; 3] {
 /// zero row. Backward: [`gather_rows_backward`], `g_X[i] = Σ_{e: idx[e] = i} g_Y[e]`.
 pub fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     const OP: &str = "gather_rows";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     idx.expect_dtype(OP, DType::U32)?;
     let (n, d) = x.dims2(OP)?;
@@ -270,6 +274,7 @@ pub fn gather_rows_backward(g_y: &Tensor, seg: &SegmentIndex) -> Result<Tensor> 
 /// deterministic. Backward: [`segment_sum_backward`], `g_X[e] = g_Y[ids[e]]` (a gather).
 pub fn segment_sum(x: &Tensor, seg: &SegmentIndex) -> Result<Tensor> {
     const OP: &str = "segment_sum";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     let (rows, d) = x.dims2(OP)?;
     if rows != seg.len {
@@ -300,6 +305,7 @@ pub fn segment_sum(x: &Tensor, seg: &SegmentIndex) -> Result<Tensor> {
 /// Adjoint of [`segment_sum`]: `g_X[e] = g_Y[ids[e]]`, `[len, d]` from `g_y` `[n, d]`.
 pub fn segment_sum_backward(g_y: &Tensor, seg: &SegmentIndex) -> Result<Tensor> {
     const OP: &str = "segment_sum_backward";
+    let _prof = crate::profile::scope(OP);
     let (n, _) = g_y.dims2(OP)?;
     if n != seg.n {
         return Err(Error::shape(OP, format!("g_y must have one row per segment ({} segments)", seg.n), &[g_y.shape(), seg.offsets.shape()]));
@@ -312,6 +318,7 @@ pub fn segment_sum_backward(g_y: &Tensor, seg: &SegmentIndex) -> Result<Tensor> 
 /// Backward: `g_X = Aᵀ g_Y` ([`spmm_backward`], given the transposed CSR); A is a constant.
 pub fn spmm(a: &Csr, x: &Tensor) -> Result<Tensor> {
     const OP: &str = "spmm";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     let (n, d) = x.dims2(OP)?;
     if n != a.cols {
@@ -332,6 +339,7 @@ pub fn spmm(a: &Csr, x: &Tensor) -> Result<Tensor> {
 /// aligner (`model::labelprop`): each head weights the same edges by its own relation score. Forward only.
 pub fn spmm_heads(a: &Csr, w: &Tensor, x: &Tensor, head_width: usize) -> Result<Tensor> {
     const OP: &str = "spmm_heads";
+    let _prof = crate::profile::scope(OP);
     x.expect_dtype(OP, DType::F32)?;
     w.expect_dtype(OP, DType::F32)?;
     let (n, d) = x.dims2(OP)?;

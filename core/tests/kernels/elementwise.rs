@@ -63,6 +63,27 @@ fn binary_ops_gpu_match_cpu() {
 }
 
 #[test]
+fn add_into_equals_add_and_leaves_shared_storage_alone() {
+    // 20,013 elements: more than the CPU's parallel threshold, with a ragged last chunk.
+    const N: usize = 20_013;
+    let a = rand_vec(8, N, -2.0, 2.0);
+    let b = rand_vec(9, N, -2.0, 2.0);
+    check_backends("add_into", 0.0, 0.0, |d| {
+        let (ta, tb) = (t(d, &a, &[N]), t(d, &b, &[N]));
+        let want = ops::add(&ta, &tb).unwrap();
+        // Unique storage (added in place on the CPU) and shared storage (`ta` stays as it was).
+        let unique = ops::add_into(t(d, &a, &[N]), &tb).unwrap();
+        let shared = ops::add_into(ta.clone(), &tb).unwrap();
+        assert_eq!(vals(&unique), vals(&want));
+        assert_eq!(vals(&shared), vals(&want));
+        assert_eq!(vals(&ta), a);
+        vec![unique, shared]
+    });
+    let err = ops::add_into(t(&Device::Cpu, &[1.0, 2.0], &[2]), &t(&Device::Cpu, &[1.0], &[1])).unwrap_err().to_string();
+    assert!(err.contains("add") && err.contains("[2]") && err.contains("[1]"), "{err}");
+}
+
+#[test]
 fn degenerate_shapes() {
     check_backends("empty and single", 0.0, 0.0, |d| vec![ops::unary(Unary::Tanh, &t(d, &[], &[0])).unwrap(), ops::unary(Unary::Sigmoid, &t(d, &[0.5], &[1, 1])).unwrap()]);
 }

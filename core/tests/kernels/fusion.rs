@@ -154,6 +154,22 @@ fn lmf_combine_backward_matches_products_of_others() {
     }
 }
 
+#[test]
+fn fast_cpu_backward_is_bit_identical_to_the_twin() {
+    // The CPU backend runs `fusion::fast` (parallel, one plane at a time); the twin is the oracle. Same
+    // products in the same order, so the bits agree. n = 1000 rows of rank*d = 320 are enough to take
+    // the parallel path; 1 and 0 rows and d = 1 are the edges.
+    for (m, n, d, rank) in [(1, 1000, 40, 8), (2, 150, 6, 8), (3, 1000, 40, 8), (4, 777, 5, 3), (3, 1, 1, 1), (2, 0, 4, 2)] {
+        let rd = rank * d;
+        let f = rand_vec(300 + m as u64, m * n * rd, -1.5, 1.5);
+        let lambda = rand_vec(301, rank, -1.0, 1.0);
+        let go = rand_vec(302, n * d, -1.0, 1.0);
+        let name = format!("M={m} n={n} d={d} R={rank}");
+        assert_eq!(fusion::fast::combine_backward_f(&f, &lambda, &go, m, n, d, rank), fusion::cpu::combine_backward_f(&f, &lambda, &go, m, n, d, rank), "g_F {name}");
+        assert_eq!(fusion::fast::lambda_partials(&f, &go, m, n, d, rank, 64), fusion::cpu::lambda_partials(&f, &go, m, n, d, rank, 64), "g_lambda partials {name}");
+    }
+}
+
 /// L = Σ_{i,k} R[i,k] o[i,k] for the small problem, evaluated through the CPU twin.
 fn fd_loss(pb: &Lmf, z: &[Vec<f32>], w: &[Vec<f32>], lambda: &[f32], beta: &[f32], r: &[f32]) -> f64 {
     let cpu = Device::Cpu;

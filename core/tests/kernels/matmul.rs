@@ -140,6 +140,23 @@ fn sum_rows_and_sum_all() {
     });
 }
 
+#[test]
+fn parallel_sum_rows_keeps_the_chunked_order() {
+    // 70,000 rows = 274 chunks of 256: enough for the parallel path. The result must be the serial
+    // chunked sum bit for bit (each chunk row by row, then the chunks in order), whatever the threads.
+    let (r, c) = (70_000, 3);
+    let x = rand_vec(41, r * c, -1.0, 1.0);
+    let mut want = vec![0.0f32; c];
+    for chunk in x.chunks(256 * c) {
+        let mut s = vec![0.0f32; c];
+        for row in chunk.chunks(c) {
+            s.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+        want.iter_mut().zip(&s).for_each(|(a, v)| *a += v);
+    }
+    assert_eq!(vals(&ops::sum_rows(&t(&Device::Cpu, &x, &[r, c])).unwrap()), want);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
