@@ -57,6 +57,7 @@ fn col_groups(op: &'static str, cols: usize, chunks: usize) -> Result<[u32; 3]> 
 /// same. No backward (evaluation only).
 pub fn similarity_tiles(p: &Tensor, q: &Tensor, block_rows: usize) -> Result<TiledMatrix> {
     const OP: &str = "similarity_tiles";
+    let _prof = crate::profile::scope(OP);
     let (n, d) = p.dims2(OP)?;
     let (m, d2) = q.dims2(OP)?;
     if d != d2 {
@@ -70,10 +71,12 @@ pub fn similarity_tiles(p: &Tensor, q: &Tensor, block_rows: usize) -> Result<Til
 
 /// [`similarity_tiles`] of column-blocked embeddings: `S = Σ_b P_b Q_bᵀ`, where `P = [P_1 | P_2 | …]` and
 /// `Q = [Q_1 | …]` are given as their column blocks (each `[n, d_b]` / `[m, d_b]`). No tensor wider than
-/// one block is formed, so a joint embedding of any width stays within the per-binding limit. The sum
-/// runs in block order (deterministic).
+/// one block is formed on a GPU, so a joint embedding of any width stays within the per-binding limit;
+/// the sum runs in block order (deterministic). On the CPU the blocks are concatenated and multiplied
+/// once (no binding limit there; equal to rounding).
 pub fn similarity_tiles_blocks(p: &[Tensor], q: &[Tensor], block_rows: usize) -> Result<TiledMatrix> {
     const OP: &str = "similarity_tiles_blocks";
+    let _prof = crate::profile::scope(OP);
     if p.is_empty() || p.len() != q.len() {
         return Err(Error::invalid(OP, format!("P and Q need the same non-zero number of column blocks (got {} and {})", p.len(), q.len())));
     }
@@ -91,6 +94,13 @@ pub fn similarity_tiles_blocks(p: &[Tensor], q: &[Tensor], block_rows: usize) ->
     if block_rows == 0 {
         return Err(Error::invalid(OP, "block_rows must be at least 1"));
     }
+    if matches!(p[0].device(), Device::Cpu) {
+        // On the host the concatenation is cheap (n × Σd_b floats), and one product over the whole
+        // width runs faster than a product per block plus the sums of the tiles.
+        let pr: Vec<&Tensor> = p.iter().collect();
+        let qr: Vec<&Tensor> = q.iter().collect();
+        return similarity_tiles(&crate::ops::concat_cols(&pr)?, &crate::ops::concat_cols(&qr)?, block_rows);
+    }
     tiles(p, q, n, m, block_rows)
 }
 
@@ -106,7 +116,7 @@ fn tiles(p: &[Tensor], q: &[Tensor], n: usize, m: usize, block_rows: usize) -> R
             let part = matmul_ex(&slice_rows(pb, r0, r1 - r0)?, qb, None, false, true, 1.0)?;
             acc = Some(match acc {
                 None => part,
-                Some(a) => crate::ops::add(&a, &part)?,
+                Some(a) => crate::ops::add_into(a, &part)?,
             });
         }
         blocks.extend(acc);
@@ -264,6 +274,7 @@ pub fn topk_rows(s: &TiledMatrix, k: usize) -> Result<TopK> {
 /// Selection by bisection on the scores' bits (`shaders/topk_select.wgsl`). No backward.
 pub fn topk_select_rows(s: &TiledMatrix, k: usize) -> Result<TopK> {
     const OP: &str = "topk_select_rows";
+    let _prof = crate::profile::scope(OP);
     s.expect_f32(OP)?;
     let (n, m) = (s.rows, s.cols);
     if k == 0 || k > m {
@@ -309,6 +320,7 @@ pub fn topk_mean_cols(s: &TiledMatrix, k: usize) -> Result<Tensor> {
 /// k largest entries per row and per column (k = 3 in the published scripts). Tiled like `s`. No backward.
 pub fn csls(s: &TiledMatrix, k: usize) -> Result<TiledMatrix> {
     const OP: &str = "csls";
+    let _prof = crate::profile::scope(OP);
     let rl = topk_mean_rows(s, k)?;
     let rr = topk_mean_cols(s, k)?;
     let m = s.cols;
@@ -365,6 +377,7 @@ pub struct Ranks {
 /// sort), u32 outputs. No backward.
 pub fn rank_counts(s: &TiledMatrix) -> Result<Ranks> {
     const OP: &str = "rank_counts";
+    let _prof = crate::profile::scope(OP);
     s.expect_f32(OP)?;
     let n = s.rows;
     if s.cols != n {
@@ -531,19 +544,35 @@ pub mod cpu {
         (v, rows.concat())
     }
 
+    /// Per column, over chunks of rows in parallel; each chunk's lists are then inserted in row order.
+    /// `better` is a total order (value, then lower index), so the k best are the same set in the same
+    /// order as a single sweep would find.
     pub fn topk_cols(blocks: &[&[f32]], cols: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
-        let mut lists = vec![Vec::with_capacity(k + 1); cols];
-        let mut i = 0u32;
-        for blk in blocks {
-            for row in blk.chunks(cols) {
-                for (l, &v) in lists.iter_mut().zip(row) {
-                    insert(l, k, (v, i));
+        let rows: Vec<&[f32]> = blocks.iter().flat_map(|b| b.chunks(cols)).collect();
+        let chunks: Vec<usize> = (0..rows.len()).step_by(RANK_CHUNK).collect();
+        let parts = crate::cpu::par_map_items(chunks, |r0| {
+            let mut lists = vec![Vec::with_capacity(k + 1); cols];
+            for (i, row) in rows.iter().enumerate().skip(r0).take(RANK_CHUNK) {
+                for (l, &v) in lists.iter_mut().zip(row.iter()) {
+                    insert(l, k, (v, i as u32));
                 }
-                i += 1;
+            }
+            lists
+        });
+        let mut parts = parts.into_iter();
+        let mut lists = parts.next().unwrap_or_else(|| vec![Vec::new(); cols]);
+        for p in parts {
+            for (l, q) in lists.iter_mut().zip(p) {
+                for x in q {
+                    insert(l, k, x);
+                }
             }
         }
         lists
     }
+
+    /// Rows per chunk of the column-wise CPU passes (top-k of columns, rank counts).
+    const RANK_CHUNK: usize = 512;
 
     /// Flatten lists into `(values, indices)`.
     pub fn split(lists: &[Vec<(f32, u32)>]) -> (Vec<f32>, Vec<u32>) {
@@ -557,18 +586,35 @@ pub mod cpu {
 
     /// `2 S_ij − r_L(i) − r_R(j)` on one block (`r_l` holds the block's rows).
     pub fn csls_block(s: &[f32], cols: usize, r_l: &[f32], r_r: &[f32]) -> Vec<f32> {
-        s.iter().enumerate().map(|(e, &v)| (2.0 * v - r_l[e / cols]) - r_r[e % cols]).collect()
+        let mut out = vec![0.0f32; s.len()];
+        crate::cpu::par_rows(&mut out, cols, |i, row| {
+            for ((o, &v), &rr) in row.iter_mut().zip(&s[i * cols..(i + 1) * cols]).zip(r_r) {
+                *o = (2.0 * v - r_l[i]) - rr;
+            }
+        });
+        out
     }
 
     /// `(l2r, r2l)` counts of strictly better candidates on a square `n × n` matrix.
     pub fn rank_counts(blocks: &[&[f32]], n: usize) -> (Vec<u32>, Vec<u32>) {
         let rows: Vec<&[f32]> = blocks.iter().flat_map(|b| b.chunks(n)).collect();
         let diag: Vec<f32> = rows.iter().enumerate().map(|(i, r)| r[i]).collect();
-        let l2r = rows.iter().enumerate().map(|(i, r)| r.iter().filter(|&&v| v > diag[i]).count() as u32).collect();
+        let l2r = crate::cpu::par_map(rows.len(), |i| rows[i].iter().filter(|&&v| v > diag[i]).count() as u32);
+        // Integer counts: chunks in parallel, summed in any order with the same result.
+        let chunks: Vec<usize> = (0..rows.len()).step_by(RANK_CHUNK).collect();
+        let parts = crate::cpu::par_map_items(chunks, |r0| {
+            let mut c = vec![0u32; n];
+            for r in rows.iter().skip(r0).take(RANK_CHUNK) {
+                for (c, (&v, &d)) in c.iter_mut().zip(r.iter().zip(&diag)) {
+                    *c += (v > d) as u32;
+                }
+            }
+            c
+        });
         let mut r2l = vec![0u32; n];
-        for r in &rows {
-            for (c, (&v, &d)) in r2l.iter_mut().zip(r.iter().zip(&diag)) {
-                *c += (v > d) as u32;
+        for p in parts {
+            for (c, v) in r2l.iter_mut().zip(p) {
+                *c += v;
             }
         }
         (l2r, r2l)

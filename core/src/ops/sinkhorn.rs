@@ -75,6 +75,7 @@ impl TiledMatrix {
     /// Wrap existing blocks (each `[r_b, cols]`, one device, one dtype).
     pub fn new(blocks: Vec<Tensor>, cols: usize) -> Result<Self> {
         const OP: &str = "TiledMatrix::new";
+        let _prof = crate::profile::scope(OP);
         let mut rows = 0;
         for b in &blocks {
             let (r, c) = b.dims2(OP)?;
@@ -100,6 +101,7 @@ impl TiledMatrix {
     /// Split a row-major host matrix into blocks of at most `max_block_bytes` each, on `device`.
     pub fn from_host(device: &Device, data: &[f32], rows: usize, cols: usize, max_block_bytes: u64) -> Result<Self> {
         const OP: &str = "TiledMatrix::from_host";
+        let _prof = crate::profile::scope(OP);
         if data.len() != rows * cols {
             return Err(Error::shape(OP, format!("{} values do not fill the matrix", data.len()), &[&[rows, cols]]));
         }
@@ -120,6 +122,7 @@ impl TiledMatrix {
     /// Split a 2-D tensor into row blocks of at most `max_block_bytes` (no copy when it already fits).
     pub fn from_tensor(t: &Tensor, max_block_bytes: u64) -> Result<Self> {
         const OP: &str = "TiledMatrix::from_tensor";
+        let _prof = crate::profile::scope(OP);
         let (rows, cols) = t.dims2(OP)?;
         if max_block_bytes == 0 {
             return Err(Error::invalid(OP, "the block byte budget must be positive"));
@@ -177,6 +180,7 @@ impl TiledMatrix {
     /// fit in one buffer.
     pub fn to_tensor(&self) -> Result<Tensor> {
         const OP: &str = "TiledMatrix::to_tensor";
+        let _prof = crate::profile::scope(OP);
         match self.blocks.len() {
             0 => Tensor::zeros(&Device::Cpu, &[0, self.cols]),
             1 => Ok(self.blocks[0].clone()),
@@ -303,6 +307,7 @@ impl SinkhornOut {
     /// The plan `P = exp ℓ` (exponent clamped at 80), tiled like the log-plan.
     pub fn plan(&self) -> Result<TiledMatrix> {
         const OP: &str = "sinkhorn_plan";
+        let _prof = crate::profile::scope(OP);
         let lp = &self.log_plan;
         let mut blocks = Vec::with_capacity(lp.blocks.len());
         for b in &lp.blocks {
@@ -364,6 +369,7 @@ pub fn sinkhorn(s: &TiledMatrix, eps: f32, iters: usize) -> Result<SinkhornOut> 
 /// masses should agree (`Σ a = Σ b`); otherwise the iteration still runs and ends on a column step.
 pub fn sinkhorn_marginals(s: &TiledMatrix, eps: f32, iters: usize, log_a: &Tensor, log_b: &Tensor) -> Result<SinkhornOut> {
     const OP: &str = "sinkhorn";
+    let _prof = crate::profile::scope(OP);
     check_sinkhorn_args(OP, s, eps)?;
     log_a.expect_dtype(OP, DType::F32)?;
     log_b.expect_dtype(OP, DType::F32)?;
@@ -376,7 +382,7 @@ pub fn sinkhorn_marginals(s: &TiledMatrix, eps: f32, iters: usize, log_a: &Tenso
     let (n, m) = (s.rows, s.cols);
     match common_device(OP, &devs)? {
         Device::Cpu => {
-            let (ell, f, g) = cpu::sinkhorn(&s.cpu_blocks(OP)?, m, eps, iters, log_a.cpu_f32(OP)?, log_b.cpu_f32(OP)?);
+            let (ell, f, g) = fast::sinkhorn(&s.cpu_blocks(OP)?, m, eps, iters, log_a.cpu_f32(OP)?, log_b.cpu_f32(OP)?);
             let blocks = ell.into_iter().zip(s.block_rows()).map(|(v, r)| Tensor::from_f32(&Device::Cpu, v, &[r, m])).collect::<Result<Vec<_>>>()?;
             Ok(SinkhornOut {
                 log_plan: TiledMatrix { blocks, rows: n, cols: m },
@@ -394,6 +400,7 @@ pub fn sinkhorn_marginals(s: &TiledMatrix, eps: f32, iters: usize, log_a: &Tenso
 
 fn sinkhorn_gpu(ctx: &Arc<GpuContext>, s: &TiledMatrix, eps: f32, iters: usize, log_a: &Tensor, log_b: &Tensor) -> Result<SinkhornOut> {
     const OP: &str = "sinkhorn";
+    let _prof = crate::profile::scope(OP);
     let (n, m) = (s.rows, s.cols);
     let f = Tensor::from_gpu(ctx, ctx.zeros((iters + 1) * n, OP)?, &[iters + 1, n], DType::F32);
     let g = Tensor::from_gpu(ctx, ctx.zeros((iters + 1) * m, OP)?, &[iters + 1, m], DType::F32);
@@ -434,6 +441,7 @@ fn sinkhorn_gpu(ctx: &Arc<GpuContext>, s: &TiledMatrix, eps: f32, iters: usize, 
 /// `g_S = g_X / ε`. `eps` must be the forward's.
 pub fn sinkhorn_backward(s: &TiledMatrix, eps: f32, out: &SinkhornOut, g_logplan: &TiledMatrix) -> Result<TiledMatrix> {
     const OP: &str = "sinkhorn_backward";
+    let _prof = crate::profile::scope(OP);
     check_sinkhorn_args(OP, s, eps)?;
     g_logplan.expect_f32(OP)?;
     if eps != out.eps {
@@ -568,6 +576,7 @@ impl TopkIndex {
     /// Build the index from host column ids (`n·k` values, each `< m`) and upload it to `device`.
     pub fn new(device: &Device, cols: &[u32], n: usize, k: usize, m: usize) -> Result<Self> {
         const OP: &str = "sinkhorn_topk";
+        let _prof = crate::profile::scope(OP);
         if n == 0 || k == 0 || m == 0 {
             return Err(Error::shape(OP, "sparse Sinkhorn needs n, k and m >= 1", &[&[n, k], &[m]]));
         }
@@ -619,6 +628,7 @@ impl TopkIndex {
 /// data and call [`sinkhorn_topk_indexed`]).
 pub fn sinkhorn_topk(cols: &Tensor, scores: &Tensor, m: usize, eps: f32, iters: usize) -> Result<Tensor> {
     const OP: &str = "sinkhorn_topk";
+    let _prof = crate::profile::scope(OP);
     cols.expect_dtype(OP, DType::U32)?;
     let (n, k) = cols.dims2(OP)?;
     let host: Vec<u32> = match cols.device() {
@@ -635,6 +645,7 @@ pub fn sinkhorn_topk(cols: &Tensor, scores: &Tensor, m: usize, eps: f32, iters: 
 /// [`sinkhorn_topk`] over a prebuilt [`TopkIndex`] (no readback).
 pub fn sinkhorn_topk_indexed(index: &TopkIndex, scores: &Tensor, eps: f32, iters: usize) -> Result<Tensor> {
     const OP: &str = "sinkhorn_topk";
+    let _prof = crate::profile::scope(OP);
     scores.expect_dtype(OP, DType::F32)?;
     let (n, k, m) = (index.n, index.k, index.m);
     if scores.shape() != [n, k] {
@@ -942,5 +953,244 @@ pub mod ad {
             let gt = TiledMatrix::whole(g)?;
             Ok(vec![Some(sinkhorn_backward(&st, eps, &out, &gt)?.to_tensor()?)])
         }))
+    }
+}
+
+/// The CPU backend's dense forward: the same iteration as [`cpu::sinkhorn`] (and the shaders) in another
+/// summation order, built for a few cores rather than to mirror a workgroup. Each iteration is one pass
+/// over the matrix, with exponentials in a polynomial form that is vectorised (AVX-512 or AVX2 when the
+/// CPU has them, chosen at run time):
+/// - the row step takes each row's exact maximum (the row is in cache for its second and third reads);
+/// - the column step needs no maxima: column `j` is shifted by the bound `B_j = max_i log a_i − g^{k−1}_j`,
+///   which holds because the row step makes every `X_ij + g^{k−1}_j + f^k_i ≤ log a_i`. So a row, once
+///   loaded, yields its `f^k_i` and then its terms of every column sum. A column whose sum underflows
+///   under its bound (its best entry more than ~69 below it) is redone with its exact maximum.
+///
+/// Row chunks of the column step are summed in a fixed order, so the result does not depend on the
+/// number of threads. It agrees with the twin to float rounding (tested), not bit for bit.
+pub mod fast {
+    use crate::cpu::par_map_items;
+
+    /// Rows per chunk of a column step (its partial sums are one `m`-vector per chunk).
+    const CHUNK: usize = 256;
+    /// Below this a column's shifted sum is redone with the exact maximum.
+    const TINY: f32 = 1e-30;
+
+    /// `e^x` for `x ≤ 88` to about 2 ulp (0 below −87.3): `x = n ln 2 + r`, `|r| ≤ ln 2 / 2`, a degree-6
+    /// Taylor polynomial for `e^r` (error below 2e-7), and `2^n` from the exponent bits. Integer work is
+    /// done on the bits of the rounded float (no float-to-int conversion), so it vectorises.
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer held in the low bits
+        let under = x < -87.3;
+        let x = x.clamp(-87.3, 88.0);
+        let t = x * LOG2E + ROUND;
+        let n = t - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        // t's bits are 0x4B40_0000 + n (two's complement in the low mantissa bits).
+        let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
+        if under {
+            0.0
+        } else {
+            p * scale
+        }
+    }
+
+    /// Lanes of the row reductions: independent accumulators, so that the compiler can vectorise them
+    /// (a single float accumulator is a serial chain it may not reorder).
+    const LANES: usize = 16;
+
+    /// One row of an iteration: `e_j = exp(x_j/ε + g_j − M)` into `buf` (`M` the row's maximum), and
+    /// returns `(M, Σ_j e_j)`.
+    #[inline(always)]
+    fn row_body(row: &[f32], inv_eps: f32, g: &[f32], buf: &mut [f32]) -> (f32, f32) {
+        let (rc, gc) = (row.chunks_exact(LANES), g.chunks_exact(LANES));
+        let (rt, gt) = (rc.remainder(), gc.remainder());
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        for (r, gg) in rc.clone().zip(gc.clone()) {
+            for l in 0..LANES {
+                let v = r[l] * inv_eps + gg[l];
+                mx[l] = if v > mx[l] { v } else { mx[l] };
+            }
+        }
+        let mut m = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (x, gj) in rt.iter().zip(gt) {
+            m = m.max(x * inv_eps + gj);
+        }
+        let mut acc = [0.0f32; LANES];
+        let mut bc = buf.chunks_exact_mut(LANES);
+        for ((r, gg), e) in rc.zip(gc).zip(&mut bc) {
+            for l in 0..LANES {
+                e[l] = exp(r[l] * inv_eps + gg[l] - m);
+                acc[l] += e[l];
+            }
+        }
+        let mut s: f32 = acc.iter().sum();
+        for ((x, gj), e) in rt.iter().zip(gt).zip(bc.into_remainder()) {
+            *e = exp(x * inv_eps + gj - m);
+            s += *e;
+        }
+        (m, s)
+    }
+
+    /// `acc_j += α e_j` over one row.
+    #[inline(always)]
+    fn col_body(acc: &mut [f32], e: &[f32], alpha: f32) {
+        for (a, v) in acc.iter_mut().zip(e) {
+            *a += v * alpha;
+        }
+    }
+
+    // The same bodies compiled for AVX-512 and AVX2 (chosen at run time; the build targets baseline
+    // x86-64). Same operations in the same order: the results do not depend on which one runs.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn row_avx512(row: &[f32], inv_eps: f32, g: &[f32], buf: &mut [f32]) -> (f32, f32) {
+        row_body(row, inv_eps, g, buf)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn row_avx2(row: &[f32], inv_eps: f32, g: &[f32], buf: &mut [f32]) -> (f32, f32) {
+        row_body(row, inv_eps, g, buf)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn col_avx512(acc: &mut [f32], e: &[f32], alpha: f32) {
+        col_body(acc, e, alpha)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn col_avx2(acc: &mut [f32], e: &[f32], alpha: f32) {
+        col_body(acc, e, alpha)
+    }
+
+    /// The widest vector unit this CPU has: 2 AVX-512, 1 AVX2, 0 neither.
+    fn simd_level() -> u8 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return 2;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return 1;
+            }
+        }
+        0
+    }
+
+    fn row_pass(level: u8, row: &[f32], inv_eps: f32, g: &[f32], buf: &mut [f32]) -> (f32, f32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `level` comes from `simd_level`, so the CPU has the features these were built for.
+            if level == 2 {
+                return unsafe { row_avx512(row, inv_eps, g, buf) };
+            }
+            if level == 1 {
+                return unsafe { row_avx2(row, inv_eps, g, buf) };
+            }
+        }
+        let _ = level;
+        row_body(row, inv_eps, g, buf)
+    }
+
+    fn col_pass(level: u8, acc: &mut [f32], e: &[f32], alpha: f32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: as in `row_pass`.
+            if level == 2 {
+                return unsafe { col_avx512(acc, e, alpha) };
+            }
+            if level == 1 {
+                return unsafe { col_avx2(acc, e, alpha) };
+            }
+        }
+        let _ = level;
+        col_body(acc, e, alpha)
+    }
+
+    /// Dense forward over row blocks, with the same outputs as [`super::cpu::sinkhorn`]: the log-plan
+    /// blocks and the potential histories `f [(iters+1)·n]`, `g [(iters+1)·m]` (row 0 zero).
+    pub fn sinkhorn(blocks: &[&[f32]], cols: usize, eps: f32, iters: usize, log_a: &[f32], log_b: &[f32]) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
+        let m = cols;
+        let inv_eps = 1.0 / eps;
+        let level = simd_level();
+        let n: usize = blocks.iter().map(|b| b.len() / m).sum();
+        // Chunks of at most CHUNK rows that never cross a block: (block, first row, rows, global offset).
+        let mut chunks = Vec::new();
+        let mut off = 0;
+        for (b, blk) in blocks.iter().enumerate() {
+            let rows = blk.len() / m;
+            for r0 in (0..rows).step_by(CHUNK) {
+                chunks.push((b, r0, CHUNK.min(rows - r0), off + r0));
+            }
+            off += rows;
+        }
+        let row = |b: usize, r: usize| &blocks[b][r * m..(r + 1) * m];
+        let la_max = log_a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut f = vec![0.0f32; (iters + 1) * n];
+        let mut g = vec![0.0f32; (iters + 1) * m];
+        for k in 1..=iters {
+            let g_prev = g[(k - 1) * m..k * m].to_vec();
+            let bound: Vec<f32> = g_prev.iter().map(|gj| la_max - gj).collect();
+            // Row step and column accumulation in one pass: each row, once loaded, gives its f^k_i and
+            // then its terms of the column sums. With e_ij = exp(X_ij + g_j − M_i) from the row step, the
+            // column term exp(X_ij + f_i − B_j) is e_ij · exp(f_i + M_i − max log a): one exponential
+            // per entry and iteration.
+            let done: Vec<(Vec<f32>, Vec<f32>)> = par_map_items(chunks.clone(), |(b, r0, len, o)| {
+                let mut acc = vec![0.0f32; m];
+                let mut buf = vec![0.0f32; m];
+                let mut fs = Vec::with_capacity(len);
+                for r in 0..len {
+                    let (mx, sum) = row_pass(level, row(b, r0 + r), inv_eps, &g_prev, &mut buf);
+                    let fi = log_a[o + r] - (mx + sum.ln());
+                    col_pass(level, &mut acc, &buf, exp(fi + mx - la_max));
+                    fs.push(fi);
+                }
+                (fs, acc)
+            });
+            let (fk, parts): (Vec<Vec<f32>>, Vec<Vec<f32>>) = done.into_iter().unzip();
+            let fk: Vec<f32> = fk.concat();
+            let gk = &mut g[k * m..(k + 1) * m];
+            for (j, gj) in gk.iter_mut().enumerate() {
+                let s = parts.iter().fold(0.0f32, |s, p| s + p[j]);
+                let lse = if s > TINY {
+                    bound[j] + s.ln()
+                } else {
+                    // Exact maximum for this column (rare: no row wants it by a wide margin).
+                    let col = |i: usize, c: &(usize, usize, usize, usize)| blocks[c.0][(c.1 + i) * m + j] * inv_eps + fk[c.3 + i];
+                    let mx = chunks.iter().flat_map(|c| (0..c.2).map(move |i| col(i, c))).fold(f32::NEG_INFINITY, f32::max);
+                    let s: f32 = chunks.iter().flat_map(|c| (0..c.2).map(move |i| col(i, c))).map(|v| (v - mx).exp()).sum();
+                    mx + s.ln()
+                };
+                *gj = log_b[j] - lse;
+            }
+            f[k * n..(k + 1) * n].copy_from_slice(&fk);
+        }
+        let (fl, gl) = (&f[iters * n..(iters + 1) * n], &g[iters * m..(iters + 1) * m]);
+        let mut offs = Vec::with_capacity(blocks.len());
+        let mut o = 0;
+        for blk in blocks {
+            offs.push(o);
+            o += blk.len() / m;
+        }
+        let ell = blocks
+            .iter()
+            .zip(&offs)
+            .map(|(blk, &o)| {
+                let mut out = vec![0.0f32; blk.len()];
+                crate::cpu::par_rows(&mut out, m, |r, row| {
+                    let fi = fl[o + r];
+                    for ((v, x), gj) in row.iter_mut().zip(&blk[r * m..(r + 1) * m]).zip(gl) {
+                        *v = x * inv_eps + fi + gj;
+                    }
+                });
+                out
+            })
+            .collect();
+        (ell, f, g)
     }
 }

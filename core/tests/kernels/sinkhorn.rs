@@ -375,3 +375,51 @@ proptest! {
         });
     }
 }
+
+#[test]
+fn fast_cpu_forward_agrees_with_the_twin_including_underflowing_columns() {
+    // The polynomial exponential against the library's, over the whole range the iteration uses.
+    let mut worst = 0.0f64;
+    for i in 0..=200_000 {
+        let x = -90.0 + 90.5 * i as f32 / 200_000.0;
+        let (got, want) = (sk::fast::exp(x) as f64, (x as f64).exp());
+        if x < -87.3 {
+            assert_eq!(got, 0.0, "exp({x})");
+        } else {
+            worst = worst.max((got - want).abs() / want);
+        }
+    }
+    assert!(worst < 5e-7, "relative error {worst}");
+    // eps 0.02 as in evaluation; three blocks with a ragged last one (300 rows: 128, 128, 44); 700
+    // columns (ragged against every chunk and lane width); column 5 is far below every row's best, so
+    // its shifted sum underflows and it takes the exact path.
+    let (n, m, eps, iters) = (300, 700, 0.02f32, 10);
+    let mut s = rand_vec(120, n * m, -0.2, 1.0);
+    for i in 0..n {
+        s[i * m + 5] = -1.0;
+        s[i * m + (i * 7) % m] = 1.0;
+    }
+    let rows: Vec<usize> = vec![128, 128, 44];
+    let mut blocks: Vec<&[f32]> = Vec::new();
+    let mut r0 = 0;
+    for r in &rows {
+        blocks.push(&s[r0 * m..(r0 + r) * m]);
+        r0 += r;
+    }
+    let la = vec![-(n as f32).ln(); n];
+    let lb = vec![-(m as f32).ln(); m];
+    let (ell_t, f_t, g_t) = sk::cpu::sinkhorn(&blocks, m, eps, iters, &la, &lb);
+    let (ell_f, f_f, g_f) = sk::fast::sinkhorn(&blocks, m, eps, iters, &la, &lb);
+    assert_eq!(ell_f.iter().map(|b| b.len() / m).collect::<Vec<_>>(), rows);
+    assert_close("fast f", &f_f, &f_t, 2e-3, 1e-5);
+    assert_close("fast g", &g_f, &g_t, 2e-3, 1e-5);
+    assert_close("fast log-plan", &ell_f.concat(), &ell_t.concat(), 2e-3, 1e-5);
+    assert!(g_f.iter().all(|v| v.is_finite()), "a potential is not finite");
+    // Ranks of each row's best column agree.
+    let best = |e: &[f32], i: usize| (0..m).max_by(|&a, &b| e[i * m + a].total_cmp(&e[i * m + b])).unwrap();
+    let (et, ef) = (ell_t.concat(), ell_f.concat());
+    assert!((0..n).all(|i| best(&et, i) == best(&ef, i)));
+    // iters = 0 is ℓ = S/ε.
+    let (ell0, _, _) = sk::fast::sinkhorn(&blocks, m, eps, 0, &la, &lb);
+    assert_close("iters 0", &ell0.concat(), &s.iter().map(|v| v / eps).collect::<Vec<_>>(), 1e-5, 1e-6);
+}
