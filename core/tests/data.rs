@@ -700,3 +700,59 @@ fn relation_columns_follow_the_modality_choice() {
     let old: ModalityChoice = serde_json::from_str(r#"{"images":true,"relations":true,"attributes":true,"names":false}"#).unwrap();
     assert_eq!(old, default);
 }
+
+/// Sorted per-entity degrees of one side of a dataset.
+fn degrees(ds: &Dataset, k: usize) -> Vec<usize> {
+    let base = if k == 0 { 0 } else { ds.num_entities[0] };
+    let mut d = vec![0usize; ds.num_entities[k]];
+    for t in &ds.triples[k] {
+        d[t.h as usize - base] += 1;
+        d[t.t as usize - base] += 1;
+    }
+    d.sort_unstable();
+    d
+}
+
+#[test]
+fn synthetic_pair_has_dbp15k_like_structure_and_is_deterministic() {
+    use mmea_core::data::synthetic::synthetic_pair;
+    let n = 19_500;
+    let ds = synthetic_pair(n, 7).expect("generate");
+    assert_eq!(ds.num_entities, [n, n]);
+    assert_eq!(ds.links.len(), (n as f64 * 0.77).round() as usize);
+    // Links are one-to-one.
+    let mut l: Vec<u32> = ds.links.iter().map(|p| p.0).collect();
+    let mut r: Vec<u32> = ds.links.iter().map(|p| p.1).collect();
+    l.sort_unstable();
+    l.dedup();
+    r.sort_unstable();
+    r.dedup();
+    assert_eq!((l.len(), r.len()), (ds.links.len(), ds.links.len()));
+    // Degrees in DBP15K zh-en's range (zh: median 5, p90 13, p99 44, mean 7.3; en: 7, 18, 63, 9.7).
+    for k in 0..2 {
+        let d = degrees(&ds, k);
+        let q = |p: f64| d[(p * (d.len() - 1) as f64) as usize];
+        let mean = 2.0 * ds.triples[k].len() as f64 / n as f64;
+        assert!(d[0] >= 1, "KG{}: an isolated entity", k + 1);
+        assert!((4..=7).contains(&q(0.5)), "KG{} median degree {}", k + 1, q(0.5));
+        assert!((11..=19).contains(&q(0.9)), "KG{} p90 degree {}", k + 1, q(0.9));
+        assert!((40..=80).contains(&q(0.99)), "KG{} p99 degree {}", k + 1, q(0.99));
+        assert!((7.0..=10.0).contains(&mean), "KG{} mean degree {mean}", k + 1);
+        assert!(*d.last().unwrap() > 300, "KG{}: no heavy tail", k + 1);
+    }
+    // Every relation is used, by one side only; the pair is the same for the same seed, not for another.
+    assert!(ds.relation_kgs.iter().all(|&b| b == 1 || b == 2));
+    assert!(ds.relations.len() > 1000, "{} relations", ds.relations.len());
+    let again = synthetic_pair(n, 7).expect("generate");
+    assert_eq!((&again.triples, &again.links), (&ds.triples, &ds.links));
+    let other = synthetic_pair(n, 8).expect("generate");
+    assert_ne!(other.triples, ds.triples);
+    // It loads back through the TSV reader unchanged.
+    let back = load_mem(&tsv::write(&ds)).expect("reload");
+    same_structure(&ds, &back);
+    // Edges grow linearly: 5x the entities, about 5x the triples.
+    let big = synthetic_pair(5 * n, 7).expect("generate");
+    let ratio = big.triples[0].len() as f64 / ds.triples[0].len() as f64;
+    assert!((4.5..5.5).contains(&ratio), "triples grew {ratio}x for 5x the entities");
+    assert!(synthetic_pair(50, 1).is_err());
+}

@@ -26,6 +26,7 @@ pub mod openea;
 pub mod pickle;
 pub mod rng;
 pub mod split;
+pub mod synthetic;
 pub mod tsv;
 
 use std::collections::HashMap;
