@@ -408,14 +408,23 @@ impl LabelProp {
         let dev = features.device();
         let p = gather_rows(features, &Tensor::from_u32(&dev, left.clone(), &[left.len()])?)?;
         let q = gather_rows(features, &Tensor::from_u32(&dev, right.clone(), &[right.len()])?)?;
+        // One tile of rows at a time, keeping only each row's k best: memory grows as N·k, not N².
         let rows = (crate::gpu::BROWSER_BINDING_LIMIT as usize / (4 * right.len())).clamp(1, left.len());
-        let s: TiledMatrix = similarity_tiles(&p, &q, rows)?;
         let k = self.config.top_k.min(right.len());
-        let top = topk_select_rows(&s, k)?;
-        // The column ids are read once: for the transposed index and for the pairs.
-        let cols = host_u32(&top.indices)?;
+        let (mut cols, mut vals) = (Vec::with_capacity(left.len() * k), Vec::with_capacity(left.len() * k));
+        let mut r0 = 0;
+        while r0 < left.len() {
+            let len = rows.min(left.len() - r0);
+            let s: TiledMatrix = similarity_tiles(&crate::ops::slice_rows(&p, r0, len)?, &q, len)?;
+            let top = topk_select_rows(&s, k)?;
+            // The column ids are read once: for the transposed index and for the pairs.
+            cols.extend(host_u32(&top.indices)?);
+            vals.extend(host_f32(&top.values)?);
+            r0 += len;
+        }
+        let values = Tensor::from_f32(&dev, vals, &[left.len(), k])?;
         let index = TopkIndex::new(&dev, &cols, left.len(), k, right.len())?;
-        let plan = host_f32(&sinkhorn_topk_indexed(&index, &top.values, SPARSE_EPS, SPARSE_ITERS)?)?;
+        let plan = host_f32(&sinkhorn_topk_indexed(&index, &values, SPARSE_EPS, SPARSE_ITERS)?)?;
         // Normalised score m · exp ℓ > threshold  ⇔  ℓ > ln(threshold / m).
         let bar = (self.config.threshold as f64 / right.len() as f64).ln() as f32;
         let mut out = Vec::new();
