@@ -116,7 +116,7 @@ fn tiles(p: &[Tensor], q: &[Tensor], n: usize, m: usize, block_rows: usize) -> R
             let part = matmul_ex(&slice_rows(pb, r0, r1 - r0)?, qb, None, false, true, 1.0)?;
             acc = Some(match acc {
                 None => part,
-                Some(a) => crate::ops::add_into(a, &part)?,
+                Some(a) => crate::ops::add(&a, &part)?,
             });
         }
         blocks.extend(acc);

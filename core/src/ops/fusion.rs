@@ -26,8 +26,6 @@ const SHADER: crate::gpu::Shader = shader!("low_rank_fusion");
 
 /// Most modalities one fused product supports (the kernels keep the factors of an element in registers).
 pub const MAX_MODALITIES: usize = 4;
-/// The CPU's largest F block in bytes (WebGPU's default storage-binding limit, 128 MiB).
-const CPU_BLOCK_BYTES: u64 = 128 << 20;
 /// Rows per workgroup in the rank-weight gradient's first pass.
 const LAMBDA_BLOCK_ROWS: usize = 64;
 
@@ -220,7 +218,7 @@ fn fusion_block_rows(op: &'static str, dev: &Device, dims: &FusionDims, block_ro
                 // The CPU has no binding limit, but whole-graph factors are large (zh-en with images:
                 // F and g_F are 1.1 GB each), so it takes blocks of the browsers' binding size too; the
                 // copies cost little beside the matmuls.
-                Device::Cpu => CPU_BLOCK_BYTES,
+                Device::Cpu => crate::gpu::BROWSER_BINDING_LIMIT,
             };
             let per_row = dims.m * (dims.rank * dims.d).max(dims.din).max(1);
             Ok(((limit / 4) as usize / per_row).clamp(1, dims.n.max(1)))

@@ -1121,12 +1121,14 @@ pub mod fast {
         let n: usize = blocks.iter().map(|b| b.len() / m).sum();
         // Chunks of at most CHUNK rows that never cross a block: (block, first row, rows, global offset).
         let mut chunks = Vec::new();
+        let mut offs = Vec::with_capacity(blocks.len());
         let mut off = 0;
         for (b, blk) in blocks.iter().enumerate() {
             let rows = blk.len() / m;
             for r0 in (0..rows).step_by(CHUNK) {
                 chunks.push((b, r0, CHUNK.min(rows - r0), off + r0));
             }
+            offs.push(off);
             off += rows;
         }
         let row = |b: usize, r: usize| &blocks[b][r * m..(r + 1) * m];
@@ -1171,12 +1173,6 @@ pub mod fast {
             f[k * n..(k + 1) * n].copy_from_slice(&fk);
         }
         let (fl, gl) = (&f[iters * n..(iters + 1) * n], &g[iters * m..(iters + 1) * m]);
-        let mut offs = Vec::with_capacity(blocks.len());
-        let mut o = 0;
-        for blk in blocks {
-            offs.push(o);
-            o += blk.len() / m;
-        }
         let ell = blocks
             .iter()
             .zip(&offs)
